@@ -1,0 +1,11 @@
+//! ringbroker: a Kafka-compatible, thread-per-core streaming broker.
+//!
+//! Layout: `protocol` (framing, record batches, hand-framed fetch response),
+//! `storage` (segments, indexes, partition logs, recovery, retention),
+//! `server` (listener, connections, dispatch, one handler per Kafka API),
+//! `config` (Kafka property names), `limits` (every named bound).
+
+pub mod config;
+pub mod limits;
+pub mod protocol;
+pub mod storage;

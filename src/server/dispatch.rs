@@ -1,0 +1,159 @@
+//! The API registry and request dispatch: one line per supported API
+//! version range, one handler module per API.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::protocol::frame::{encode_response, peek_header, ResponseFrame};
+use crate::server::handlers;
+use crate::server::shard::Shard;
+
+/// Every API ringbroker implements, with the versions it implements.
+/// ApiVersions advertises exactly this table.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The implemented version range of an API.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// What the connection does after a request.
+pub enum Response {
+    /// Send this frame.
+    Frame(ResponseFrame),
+    /// Send nothing (produce with acks=0).
+    Nothing,
+    /// Send this frame if any, then close the connection.
+    Close(Option<ResponseFrame>),
+}
+
+/// A request that cannot be served; the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The request body does not decode.
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Decode {
+        /// API of the request.
+        api: ApiKey,
+        /// Version of the request.
+        version: i16,
+        /// Decoder message.
+        reason: String,
+    },
+    /// The response could not be encoded.
+    #[error("{0}")]
+    Encode(String),
+}
+
+/// What a handler knows about its request.
+pub struct Context {
+    /// The API.
+    pub api_key: ApiKey,
+    /// The request (and response) version.
+    pub version: i16,
+    /// Parsed request header.
+    pub header: RequestHeader,
+}
+
+impl Context {
+    /// Decodes the request body.
+    pub fn decode<T: Decodable>(&self, body: &mut Bytes) -> Result<T, DispatchError> {
+        T::decode(body, self.version).map_err(|e| DispatchError::Decode {
+            api: self.api_key,
+            version: self.version,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Encodes `body` as the response to this request.
+    pub fn respond<T: Encodable>(&self, body: &T) -> Result<Response, DispatchError> {
+        let header_version = self.api_key.response_header_version(self.version);
+        encode_response(self.header.correlation_id, header_version, body, self.version)
+            .map(Response::Frame)
+            .map_err(|e| DispatchError::Encode(e.to_string()))
+    }
+}
+
+/// Handles one request frame (without its size prefix).
+pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes) -> Response {
+    let raw = match peek_header(&body) {
+        Ok(raw) => raw,
+        Err(e) => {
+            log::debug!("closing connection: {e}");
+            return Response::Close(None);
+        }
+    };
+    let Ok(api_key) = ApiKey::try_from(raw.api_key) else {
+        log::debug!("closing connection: unknown api key {}", raw.api_key);
+        return Response::Close(None);
+    };
+    let supported = supported_range(api_key);
+    let in_range = supported.is_some_and(|(min, max)| (min..=max).contains(&raw.api_version));
+    if !in_range {
+        if api_key == ApiKey::ApiVersions {
+            return handlers::api_versions::unsupported_version(raw.correlation_id);
+        }
+        log::debug!(
+            "closing connection: {api_key:?} v{} is not supported",
+            raw.api_version
+        );
+        return Response::Close(Some(handlers::api_versions::bare_error(raw.correlation_id)));
+    }
+    let header_version = api_key.request_header_version(raw.api_version);
+    let header = match RequestHeader::decode(&mut body, header_version) {
+        Ok(h) => h,
+        Err(e) => {
+            log::debug!("closing connection: bad request header: {e}");
+            return Response::Close(None);
+        }
+    };
+    let ctx = Context {
+        api_key,
+        version: raw.api_version,
+        header,
+    };
+    shard.stats.requests.set(shard.stats.requests.get() + 1);
+    let result = match api_key {
+        ApiKey::ApiVersions => handlers::api_versions::handle(&ctx),
+        ApiKey::Metadata => handlers::metadata::handle(shard, &ctx, body).await,
+        ApiKey::Produce => handlers::produce::handle(shard, &ctx, body).await,
+        ApiKey::Fetch => handlers::fetch::handle(shard, &ctx, body).await,
+        ApiKey::ListOffsets => handlers::list_offsets::handle(shard, &ctx, body).await,
+        ApiKey::CreateTopics => handlers::create_topics::handle(shard, &ctx, body).await,
+        ApiKey::DeleteTopics => handlers::delete_topics::handle(shard, &ctx, body).await,
+        ApiKey::CreatePartitions => handlers::create_partitions::handle(shard, &ctx, body).await,
+        ApiKey::DescribeConfigs => handlers::describe_configs::handle(shard, &ctx, body),
+        ApiKey::IncrementalAlterConfigs => {
+            handlers::incremental_alter_configs::handle(shard, &ctx, body).await
+        }
+        ApiKey::DescribeCluster => handlers::describe_cluster::handle(shard, &ctx, body),
+        ApiKey::InitProducerId => handlers::init_producer_id::handle(shard, &ctx, body),
+        _ => unreachable!("every API in SUPPORTED_APIS has a handler"),
+    };
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            log::warn!("closing connection: {e}");
+            Response::Close(None)
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! One module per Kafka API. Each handler decodes its request, answers
+//! guard clauses with error codes, makes one call into the shard, encodes.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+
+/// A `StrBytes` from a `&str`.
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// A `TopicName` from a `&str`.
+pub fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}

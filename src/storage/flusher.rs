@@ -1,0 +1,169 @@
+//! The shard's write-behind and group commit.
+//!
+//! Appends only queue bytes in memory. The flusher takes every queued
+//! partition's operations in one round, writes them with io_uring, makes
+//! them readable, then issues one fdatasync per partition that has a
+//! durability waiter (acks=all) — however many batches arrived meanwhile.
+//! Everything appended while a round runs goes in the next one.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use crate::storage::log::{sync_dir, write_files_synced, FlushWork, PendingOp};
+use crate::storage::partition::Partition;
+
+/// The flusher of one shard.
+#[derive(Default)]
+pub struct Flusher {
+    queue: RefCell<Vec<Rc<Partition>>>,
+    wake: event_listener::Event,
+    space: event_listener::Event,
+    pending_bytes: Cell<usize>,
+    rounds: Cell<u64>,
+    syncs: Cell<u64>,
+}
+
+impl Flusher {
+    /// A flusher with nothing queued.
+    pub fn new() -> Flusher {
+        Flusher::default()
+    }
+
+    /// Queues `partition` for the next round.
+    pub fn schedule(&self, partition: &Rc<Partition>, appended_bytes: usize) {
+        self.pending_bytes.set(self.pending_bytes.get() + appended_bytes);
+        if !partition.queued.replace(true) {
+            self.queue.borrow_mut().push(partition.clone());
+        }
+        self.wake.notify(1);
+    }
+
+    /// Bytes appended but not yet written, across the shard.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes.get()
+    }
+
+    /// (rounds, fdatasyncs) performed so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.rounds.get(), self.syncs.get())
+    }
+
+    /// Waits until pending bytes drop below `limit` (produce back-pressure).
+    pub async fn wait_for_space(&self, limit: usize) {
+        loop {
+            let listener = self.space.listen();
+            if self.pending_bytes.get() < limit {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Runs rounds forever; spawn it in a task queue of its own.
+    pub async fn run(self: Rc<Self>) {
+        loop {
+            let listener = self.wake.listen();
+            if self.queue.borrow().is_empty() {
+                listener.await;
+                continue;
+            }
+            self.round().await;
+        }
+    }
+
+    /// Performs one round over everything queued now.
+    pub async fn round(&self) {
+        let partitions = std::mem::take(&mut *self.queue.borrow_mut());
+        if partitions.is_empty() {
+            return;
+        }
+        self.rounds.set(self.rounds.get() + 1);
+        let mut jobs = Vec::with_capacity(partitions.len());
+        let mut taken = 0usize;
+        for partition in partitions {
+            partition.queued.set(false);
+            let work = {
+                let mut log = partition.log.borrow_mut();
+                taken += log.pending_bytes();
+                log.take_flush_work()
+            };
+            if work.sync.is_some() {
+                self.syncs.set(self.syncs.get() + 1);
+            }
+            jobs.push(flush_partition(partition, work));
+        }
+        futures::future::join_all(jobs).await;
+        self.pending_bytes
+            .set(self.pending_bytes.get().saturating_sub(taken));
+        self.space.notify(usize::MAX);
+    }
+}
+
+async fn flush_partition(partition: Rc<Partition>, work: FlushWork) {
+    if let Err(reason) = perform(&partition, work).await {
+        partition.log.borrow_mut().fail(reason);
+    }
+    partition.notify();
+}
+
+async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
+    for op in work.ops {
+        match op {
+            PendingOp::Write {
+                segment_base,
+                file,
+                position,
+                data,
+                end_offset,
+            } => {
+                let end = position + data.len() as u64;
+                write_all_at(&file, data, position)
+                    .await
+                    .map_err(|e| format!("write failed: {e}"))?;
+                partition
+                    .log
+                    .borrow_mut()
+                    .mark_written(segment_base, end, end_offset);
+                partition.notify();
+            }
+            PendingOp::Seal { file, files, dir } => {
+                file.fdatasync()
+                    .await
+                    .map_err(|e| format!("fdatasync of sealed segment failed: {e}"))?;
+                glommio::executor()
+                    .spawn_blocking(move || write_files_synced(&files).and_then(|()| sync_dir(&dir)))
+                    .await
+                    .map_err(|e| format!("writing segment indexes failed: {e}"))?;
+            }
+        }
+    }
+    if let Some(file) = work.sync {
+        file.fdatasync()
+            .await
+            .map_err(|e| format!("fdatasync failed: {e}"))?;
+        partition.log.borrow_mut().mark_durable(work.sync_offset);
+    }
+    Ok(())
+}
+
+/// Writes `data` at `position` with one io_uring write. A short write to a
+/// regular file only happens when the disk is full or failing, so it fails
+/// the partition rather than being retried (recovery truncates the tail).
+async fn write_all_at(
+    file: &glommio::io::BufferedFile,
+    data: Vec<u8>,
+    position: u64,
+) -> std::io::Result<()> {
+    let len = data.len();
+    let written = file
+        .write_at(data, position)
+        .await
+        .map_err(std::io::Error::other)?;
+    if written != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("short write: {written} of {len} bytes (disk full?)"),
+        ));
+    }
+    Ok(())
+}
