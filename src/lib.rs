@@ -8,4 +8,5 @@
 pub mod config;
 pub mod limits;
 pub mod protocol;
+pub mod server;
 pub mod storage;

@@ -2,3 +2,5 @@
 //! v2 record-batch validation, and the hand-framed Fetch response.
 
 pub mod batch;
+pub mod fetch_response;
+pub mod frame;

@@ -19,10 +19,6 @@ use crate::protocol::frame::{frame_len, Chunk, ResponseFrame};
 use crate::server::dispatch::{dispatch, Response};
 use crate::server::shard::Shard;
 
-/// Idle connections are closed after this long without a request
-/// (Kafka's connections.max.idle.ms default).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-
 /// Accepts connections until `stop` fires.
 pub async fn run_listener(shard: Rc<Shard>, listener: TcpListener, stop: flume::Receiver<()>) {
     loop {
@@ -83,7 +79,9 @@ async fn read_loop(
     tx: glommio::channels::local_channel::LocalSender<glommio::task::JoinHandle<Response>>,
 ) {
     let max = shard.config.socket_request_max_bytes;
-    if let Err(e) = stream.set_read_timeout(Some(IDLE_TIMEOUT)) {
+    // Idle connections close after connections.max.idle.ms without a request.
+    let idle = Duration::from_millis(shard.config.connections_max_idle_ms.max(1));
+    if let Err(e) = stream.set_read_timeout(Some(idle)) {
         log::debug!("read timeout: {e}");
     }
     loop {

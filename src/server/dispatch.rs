@@ -93,6 +93,17 @@ impl Context {
     }
 }
 
+/// Counts a request as in flight until dropped (graceful shutdown waits
+/// for the count to reach zero).
+struct InflightGuard<'a>(&'a Shard);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        let stats = &self.0.stats;
+        stats.inflight.set(stats.inflight.get().saturating_sub(1));
+    }
+}
+
 /// Handles one request frame (without its size prefix).
 pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes) -> Response {
     let raw = match peek_header(&body) {
@@ -132,6 +143,8 @@ pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes) -> Response {
         header,
     };
     shard.stats.requests.set(shard.stats.requests.get() + 1);
+    shard.stats.inflight.set(shard.stats.inflight.get() + 1);
+    let _inflight = InflightGuard(shard);
     let result = match api_key {
         ApiKey::ApiVersions => handlers::api_versions::handle(&ctx),
         ApiKey::Metadata => handlers::metadata::handle(shard, &ctx, body).await,

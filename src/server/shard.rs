@@ -33,6 +33,8 @@ pub struct ShardStats {
     pub connections: Cell<u64>,
     /// Connections open now.
     pub open_connections: Cell<u64>,
+    /// Requests being handled now.
+    pub inflight: Cell<u64>,
 }
 
 /// The state of one shard. Lives on its own thread only.
@@ -68,11 +70,13 @@ pub fn now_ms() -> i64 {
 
 /// The log settings of a topic config.
 pub fn log_config(topic: &TopicConfig) -> LogConfig {
+    // Without "delete" in cleanup.policy nothing is removed by retention.
+    let deletes = topic.cleanup_policy.split(',').any(|p| p.trim() == "delete");
     LogConfig {
         segment_bytes: topic.segment_bytes,
         segment_ms: topic.segment_ms.min(i64::MAX as u64) as i64,
-        retention_ms: topic.retention_ms,
-        retention_bytes: topic.retention_bytes,
+        retention_ms: if deletes { topic.retention_ms } else { -1 },
+        retention_bytes: if deletes { topic.retention_bytes } else { -1 },
         index_interval_bytes: topic.index_interval_bytes,
         max_message_bytes: topic.max_message_bytes,
         log_append_time: topic.message_timestamp_type == TimestampType::LogAppendTime,

@@ -13,8 +13,10 @@ use crate::storage::log::{sync_dir, write_files_synced, FlushWork, PendingOp};
 use crate::storage::partition::Partition;
 
 /// The flusher of one shard.
-#[derive(Default)]
 pub struct Flusher {
+    /// Rounds run one at a time, so a partition's writes complete in order
+    /// and the high watermark never passes an unwritten byte.
+    round_lock: glommio::sync::Semaphore,
     queue: RefCell<Vec<Rc<Partition>>>,
     wake: event_listener::Event,
     space: event_listener::Event,
@@ -26,7 +28,15 @@ pub struct Flusher {
 impl Flusher {
     /// A flusher with nothing queued.
     pub fn new() -> Flusher {
-        Flusher::default()
+        Flusher {
+            round_lock: glommio::sync::Semaphore::new(1),
+            queue: RefCell::default(),
+            wake: event_listener::Event::new(),
+            space: event_listener::Event::new(),
+            pending_bytes: Cell::new(0),
+            rounds: Cell::new(0),
+            syncs: Cell::new(0),
+        }
     }
 
     /// Queues `partition` for the next round.
@@ -73,6 +83,9 @@ impl Flusher {
 
     /// Performs one round over everything queued now.
     pub async fn round(&self) {
+        let Ok(_turn) = self.round_lock.acquire_permit(1).await else {
+            return;
+        };
         let partitions = std::mem::take(&mut *self.queue.borrow_mut());
         if partitions.is_empty() {
             return;
@@ -158,7 +171,7 @@ async fn write_all_at(
     let written = file
         .write_at(data, position)
         .await
-        .map_err(std::io::Error::other)?;
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     if written != len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::WriteZero,

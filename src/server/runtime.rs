@@ -1,0 +1,358 @@
+//! Broker start and stop: preflight checks with one-line errors, one shard
+//! per core, signal handling and graceful shutdown.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glommio::{Latency, Shares};
+use ringbroker_shards::{run_shards, Mesh, MeshEndpoint, RuntimeOptions, ShardId};
+
+use crate::config::BrokerConfig;
+use crate::limits::{BLOCKING_THREADS_PER_SHARD, IO_MEMORY_BYTES_PER_SHARD, MESH_INBOX_CAPACITY, SHUTDOWN_GRACE_MS};
+use crate::server::catalog::Catalog;
+use crate::server::connection::run_listener;
+use crate::server::messages::ShardMessage;
+use crate::server::shard::Shard;
+
+/// Locked memory each shard needs beyond its DMA buffers (io_uring rings).
+const RING_MEMORY_BYTES_PER_SHARD: u64 = 1024 * 1024;
+/// After a stop signal, the process exits by force if shards have not
+/// finished within this long.
+const FORCED_EXIT_AFTER: Duration = Duration::from_secs(15);
+/// Name of the lock file that keeps two brokers off one data directory.
+const LOCK_FILE: &str = ".lock";
+
+/// A reason the broker cannot start; printed as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(pub String);
+
+fn fail(message: impl Into<String>) -> StartupError {
+    StartupError(message.into())
+}
+
+/// Checks that the data directory exists (creating it) and is writable, and
+/// takes its lock. The returned file holds the lock until the process ends.
+pub fn prepare_data_dir(dir: &Path) -> Result<File, StartupError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fail(format!("cannot create data directory {}: {e}", dir.display())))?;
+    let probe = dir.join(".ringbroker-write-test");
+    File::create(&probe)
+        .and_then(|f| f.sync_all())
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| fail(format!("data directory {} is not writable: {e}", dir.display())))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| fail(format!("cannot open {}: {e}", lock_path.display())))?;
+    // SAFETY: flock on a file descriptor this function owns.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(fail(format!(
+            "data directory {} is in use by another ringbroker process (lock {})",
+            dir.display(),
+            lock_path.display()
+        )));
+    }
+    Ok(lock)
+}
+
+/// Fails when the listen address is taken (probed without SO_REUSEPORT so
+/// that another broker on the same port is detected too).
+pub fn check_port(config: &BrokerConfig) -> Result<(), StartupError> {
+    std::net::TcpListener::bind(config.listen)
+        .map(drop)
+        .map_err(|e| fail(format!("cannot listen on {}: {e}", config.listen)))
+}
+
+/// Fails when io_uring cannot be used.
+pub fn check_io_uring() -> Result<(), StartupError> {
+    io_uring::IoUring::new(8).map(drop).map_err(|e| {
+        fail(format!(
+            "io_uring is unavailable: {e} (needs Linux 5.8 or later; check /proc/sys/kernel/io_uring_disabled and any seccomp profile of the container)"
+        ))
+    })
+}
+
+/// Raises RLIMIT_MEMLOCK and RLIMIT_NOFILE soft limits to their hard limits
+/// and fails when locked memory is still too small for `shards` shards.
+pub fn check_limits(shards: usize) -> Result<(), StartupError> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ignored = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+    let needed = shards as u64 * (IO_MEMORY_BYTES_PER_SHARD as u64 + RING_MEMORY_BYTES_PER_SHARD);
+    let (soft, hard) = getrlimit(Resource::RLIMIT_MEMLOCK)
+        .map_err(|e| fail(format!("cannot read RLIMIT_MEMLOCK: {e}")))?;
+    if soft != RLIM_INFINITY && soft < needed {
+        let raised = if hard == RLIM_INFINITY || hard >= needed { hard } else { soft };
+        if raised != soft {
+            let _ignored = setrlimit(Resource::RLIMIT_MEMLOCK, raised, hard);
+        }
+        let (now, _) = getrlimit(Resource::RLIMIT_MEMLOCK).unwrap_or((soft, hard));
+        if now != RLIM_INFINITY && now < needed {
+            let kib = needed.div_ceil(1024);
+            return Err(fail(format!(
+                "RLIMIT_MEMLOCK (locked memory) is {} KiB but {shards} shard(s) need {kib} KiB for io_uring: raise it with `ulimit -l {kib}` (systemd: LimitMEMLOCK={kib}K; /etc/security/limits.conf: memlock) or run fewer --shards",
+                now / 1024
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Blocks SIGTERM and SIGINT in this thread (and every thread started after)
+/// and returns a receiver that yields once per signal.
+fn watch_signals() -> Result<mpsc::Receiver<i32>, StartupError> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block()
+        .map_err(|e| fail(format!("cannot block signals: {e}")))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("ringbroker-signals".into())
+        .spawn(move || loop {
+            match set.wait() {
+                Ok(signal) => {
+                    if tx.send(signal as i32).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => log::error!("waiting for signals: {e}"),
+            }
+        })
+        .map_err(|e| fail(format!("cannot start the signal thread: {e}")))?;
+    Ok(rx)
+}
+
+/// Runs the broker until SIGTERM/SIGINT. Returns after a graceful shutdown.
+pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
+    let config = Arc::new(config);
+    let _lock = prepare_data_dir(&config.data_dir)?;
+    check_port(&config)?;
+    check_io_uring()?;
+    check_limits(config.shards)?;
+    if config.log_flush_interval_messages.is_some() {
+        log::warn!(
+            "log.flush.interval.messages is not enforced; ringbroker syncs on acks=all (group commit) and every log.flush.interval.ms"
+        );
+    }
+    let catalog = Arc::new(
+        Catalog::load_or_create(&config.data_dir)
+            .map_err(|e| fail(format!("cannot load topic metadata from {}: {e}", config.data_dir.display())))?,
+    );
+    let signals = watch_signals()?;
+
+    let shard_count = config.shards;
+    let endpoints: Vec<Option<MeshEndpoint<ShardMessage>>> =
+        Mesh::new(shard_count, MESH_INBOX_CAPACITY).into_endpoints();
+    let endpoints = Arc::new(Mutex::new(endpoints));
+    let (stop_senders, stop_receivers): (Vec<_>, Vec<_>) =
+        (0..shard_count).map(|_| flume::bounded::<()>(1)).unzip();
+    let stop_receivers = Arc::new(Mutex::new(stop_receivers.into_iter().map(Some).collect::<Vec<_>>()));
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+
+    let options = RuntimeOptions {
+        shard_count,
+        name: "ringbroker-shard".into(),
+        io_memory_bytes: IO_MEMORY_BYTES_PER_SHARD,
+        preempt_timer: Duration::from_millis(5),
+        blocking_threads: BLOCKING_THREADS_PER_SHARD,
+    };
+    let body = {
+        let config = config.clone();
+        let catalog = catalog.clone();
+        move |id: ShardId| {
+            let endpoint = endpoints.lock().ok().and_then(|mut e| e.get_mut(id.0).and_then(Option::take));
+            let stop = stop_receivers.lock().ok().and_then(|mut s| s.get_mut(id.0).and_then(Option::take));
+            let config = config.clone();
+            let catalog = catalog.clone();
+            let ready = ready_tx.clone();
+            async move {
+                let (Some(endpoint), Some(stop)) = (endpoint, stop) else {
+                    let _ignored = ready.send(Err(format!("{id}: started twice")));
+                    return;
+                };
+                shard_main(id, config, catalog, endpoint, stop, ready).await;
+            }
+        }
+    };
+    let runtime = std::thread::Builder::new()
+        .name("ringbroker-main".into())
+        .spawn(move || run_shards(&options, body))
+        .map_err(|e| fail(format!("cannot start shards: {e}")))?;
+
+    for _ in 0..shard_count {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(fail(message)),
+            Err(_) => {
+                return Err(fail(match runtime.join() {
+                    Ok(Err(e)) => format!("cannot start shards: {e}"),
+                    _ => "shards stopped during startup".to_string(),
+                }))
+            }
+        }
+    }
+    log::info!(
+        "ringbroker {} listening on {} ({} shard(s), data dir {}, advertised as {}:{})",
+        env!("CARGO_PKG_VERSION"),
+        config.listen,
+        shard_count,
+        config.data_dir.display(),
+        config.advertised_host,
+        config.advertised_port
+    );
+
+    // Wait for a stop signal or for the shards to end on their own.
+    loop {
+        match signals.recv_timeout(Duration::from_millis(200)) {
+            Ok(signal) => {
+                log::info!("signal {signal}: shutting down");
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if runtime.is_finished() => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for stop in &stop_senders {
+        let _ignored = stop.try_send(());
+    }
+    // A second signal, or a shutdown that hangs, ends the process at once.
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        while started.elapsed() < FORCED_EXIT_AFTER {
+            if signals.recv_timeout(Duration::from_millis(100)).is_ok() {
+                log::warn!("second signal: exiting without a clean shutdown");
+                std::process::exit(130);
+            }
+        }
+        log::error!("shutdown did not finish in {FORCED_EXIT_AFTER:?}; exiting");
+        std::process::exit(1);
+    });
+    match runtime.join() {
+        Ok(Ok(())) => {
+            log::info!("ringbroker stopped cleanly");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(fail(format!("a shard failed: {e}"))),
+        Err(_) => Err(fail("a shard panicked")),
+    }
+}
+
+/// The life of one shard: open its partitions, serve, shut down.
+async fn shard_main(
+    id: ShardId,
+    config: Arc<BrokerConfig>,
+    catalog: Arc<Catalog>,
+    endpoint: MeshEndpoint<ShardMessage>,
+    stop: flume::Receiver<()>,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
+    let shard = match Shard::new(id, config.clone(), catalog, endpoint) {
+        Ok(shard) => shard,
+        Err(e) => {
+            let _ignored = ready.send(Err(format!("{id}: cannot open partitions in {}: {e}", config.data_dir.display())));
+            return;
+        }
+    };
+    let executor = glommio::executor();
+    let background = executor.create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
+    let flush_queue = executor.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "flusher");
+
+    // Cross-shard requests.
+    let inbox = {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(envelope) = shard.mesh.recv().await {
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    let response = shard.handle_shard_request(envelope.request).await;
+                    envelope.reply.send(response);
+                })
+                .detach();
+            }
+        })
+        .detach()
+    };
+    let flusher = glommio::spawn_local_into(shard.flusher.clone().run(), flush_queue)
+        .map(|t| t.detach())
+        .ok();
+    let retention = {
+        let shard = shard.clone();
+        let every = Duration::from_millis(config.log_retention_check_interval_ms.max(1000));
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(every).await;
+                    shard.enforce_retention().await;
+                }
+            },
+            background,
+        )
+        .map(|t| t.detach())
+        .ok()
+    };
+    let periodic_sync = config.log_flush_interval_ms.and_then(|ms| {
+        let shard = shard.clone();
+        let every = Duration::from_millis(ms.max(1));
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(every).await;
+                    let partitions: Vec<_> = shard.partitions.borrow().values().cloned().collect();
+                    for partition in &partitions {
+                        let mut log = partition.log.borrow_mut();
+                        if log.next_offset() > log.durable_offset() {
+                            log.request_sync();
+                            drop(log);
+                            shard.flusher.schedule(partition, 0);
+                        }
+                    }
+                }
+            },
+            background,
+        )
+        .map(|t| t.detach())
+        .ok()
+    });
+
+    let listener = match glommio::net::TcpListener::bind(config.listen) {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ignored = ready.send(Err(format!("cannot listen on {}: {e}", config.listen)));
+            return;
+        }
+    };
+    let _ignored = ready.send(Ok(()));
+    run_listener(shard.clone(), listener, stop).await;
+
+    // Graceful stop: no new connections; let in-flight requests finish
+    // (bounded), then write and fsync everything.
+    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+    while shard.stats.inflight.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    shard.flush_all().await;
+    let (rounds, syncs) = shard.flusher.stats();
+    log::info!(
+        "{id}: stopped ({} requests, {} connections, {} flush rounds, {} fdatasyncs, {} bytes sent zero-copy)",
+        shard.stats.requests.get(),
+        shard.stats.connections.get(),
+        rounds,
+        syncs,
+        shard.stats.zero_copy_bytes.get()
+    );
+    drop((inbox, flusher, retention, periodic_sync));
+}
