@@ -89,7 +89,7 @@ impl Context {
         let header_version = self.api_key.response_header_version(self.version);
         encode_response(self.header.correlation_id, header_version, body, self.version)
             .map(Response::Frame)
-            .map_err(|e| DispatchError::Encode(e.to_string()))
+            .map_err(|e| DispatchError::Encode(format!("{:?} v{}: {e}", self.api_key, self.version)))
     }
 }
 

@@ -77,7 +77,8 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
                             offset: -1,
                         },
                     };
-                    let leader_epoch = if r.error_code == 0 && r.offset >= 0 { 0 } else { -1 };
+                    // The leader epoch field exists from v4.
+                    let leader_epoch = if ctx.version >= 4 && r.error_code == 0 && r.offset >= 0 { 0 } else { -1 };
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(r.error_code)
