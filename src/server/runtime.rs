@@ -22,6 +22,8 @@ const RING_MEMORY_BYTES_PER_SHARD: u64 = 1024 * 1024;
 /// After a stop signal, the process exits by force if shards have not
 /// finished within this long.
 const FORCED_EXIT_AFTER: Duration = Duration::from_secs(15);
+/// How long a busy listen port is retried at startup.
+const PORT_WAIT: Duration = Duration::from_secs(10);
 /// Name of the lock file that keeps two brokers off one data directory.
 const LOCK_FILE: &str = ".lock";
 
@@ -63,12 +65,43 @@ pub fn prepare_data_dir(dir: &Path) -> Result<File, StartupError> {
     Ok(lock)
 }
 
-/// Fails when the listen address is taken (probed without SO_REUSEPORT so
-/// that another broker on the same port is detected too).
+/// Creates a listening socket with SO_REUSEADDR (so connections left over
+/// from a previous run do not block a restart) and, when `share` is set,
+/// SO_REUSEPORT (so every shard listens on the same port).
+pub fn bind_listener(addr: std::net::SocketAddr, share: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
+    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if share {
+        setsockopt(&fd, sockopt::ReusePort, &true)?;
+    }
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    listen(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))?;
+    Ok(fd)
+}
+
+/// Fails when something listens on the address. The probe binds without
+/// SO_REUSEPORT, so another broker on the same port is detected too.
+/// After a crash the kernel may keep the dead process's listening sockets
+/// for a moment (io_uring teardown is asynchronous), so a busy port is
+/// retried for up to `PORT_WAIT` before giving up.
 pub fn check_port(config: &BrokerConfig) -> Result<(), StartupError> {
-    std::net::TcpListener::bind(config.listen)
-        .map(drop)
-        .map_err(|e| fail(format!("cannot listen on {}: {e}", config.listen)))
+    let started = Instant::now();
+    let mut logged = false;
+    loop {
+        match bind_listener(config.listen, false) {
+            Ok(_probe) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < PORT_WAIT => {
+                if !logged {
+                    log::info!("{} is busy; waiting up to {PORT_WAIT:?} for it to be released", config.listen);
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(fail(format!("cannot listen on {}: {e}", config.listen))),
+        }
+    }
 }
 
 /// Fails when io_uring cannot be used.
@@ -328,8 +361,12 @@ async fn shard_main(
         .ok()
     });
 
-    let listener = match glommio::net::TcpListener::bind(config.listen) {
-        Ok(listener) => listener,
+    let listener = match bind_listener(config.listen, true) {
+        Ok(fd) => {
+            use std::os::fd::{FromRawFd, IntoRawFd};
+            // SAFETY: the descriptor is a listening TCP socket owned by nobody else.
+            unsafe { glommio::net::TcpListener::from_raw_fd(fd.into_raw_fd()) }
+        }
         Err(e) => {
             let _ignored = ready.send(Err(format!("cannot listen on {}: {e}", config.listen)));
             return;
