@@ -374,6 +374,7 @@ async fn shard_main(
     };
     let _ignored = ready.send(Ok(()));
     run_listener(shard.clone(), listener, stop).await;
+    shard.begin_stop();
 
     // Graceful stop: no new connections; let in-flight requests finish
     // (bounded), then write and fsync everything.

@@ -59,6 +59,10 @@ pub struct Shard {
     producer_id_last: Cell<i64>,
     /// Counters.
     pub stats: ShardStats,
+    /// Set when the shard is shutting down; long polls end early.
+    stopping: Cell<bool>,
+    /// Fired when `stopping` is set.
+    stop_event: event_listener::Event,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -102,10 +106,34 @@ impl Shard {
             admin_lock: glommio::sync::Semaphore::new(1),
             producer_id_last: Cell::new(0),
             stats: ShardStats::default(),
+            stopping: Cell::new(false),
+            stop_event: event_listener::Event::new(),
         });
         shard.open_owned_partitions(&catalog)?;
         *shard.catalog.borrow_mut() = catalog;
         Ok(shard)
+    }
+
+    /// Starts the shutdown: long polls on this shard return at once.
+    pub fn begin_stop(&self) {
+        self.stopping.set(true);
+        self.stop_event.notify(usize::MAX);
+    }
+
+    /// True once the shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Resolves when the shutdown begins.
+    pub async fn stopped(&self) {
+        loop {
+            let listener = self.stop_event.listen();
+            if self.stopping.get() {
+                return;
+            }
+            listener.await;
+        }
     }
 
     /// The owner shard of a partition.

@@ -130,7 +130,7 @@ def test_offsets_for_times_and_watermarks(broker):
         if i % 10 == 9:
             producer.flush(10)
     assert producer.flush(30) == 0
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused"})
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "enable.auto.commit": False})
     try:
         found = consumer.offsets_for_times([TopicPartition("times", 0, base + 42_500)], timeout=10)
         assert found[0].offset == 43
@@ -147,7 +147,7 @@ def test_offsets_for_times_and_watermarks(broker):
 def test_out_of_range_offset_is_reported(broker):
     create(broker, "oor", 1)
     produce(broker, "oor", [(None, b"x", None, None)])
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused",
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "enable.auto.commit": False,
                          "auto.offset.reset": "error"})
     consumer.assign([TopicPartition("oor", 0, 50)])
     try:
@@ -243,7 +243,7 @@ def test_message_too_large(broker):
 
 def test_long_poll_wakes_on_data(broker):
     create(broker, "poll", 1)
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused",
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "enable.auto.commit": False,
                          "fetch.wait.max.ms": 5000, "fetch.min.bytes": 1})
     consumer.assign([TopicPartition("poll", 0, OFFSET_BEGINNING)])
     try:

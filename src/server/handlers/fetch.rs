@@ -89,7 +89,12 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
             .sum();
         let has_error = results.iter().any(|r| r.error_code != 0)
             || layout.iter().any(|(_, _, s)| s.iter().any(|(_, slot)| matches!(slot, Slot::Error(_))));
-        if bytes >= min_bytes.max(1) || has_error || Instant::now() >= deadline || parts.is_empty() {
+        if bytes >= min_bytes.max(1)
+            || has_error
+            || Instant::now() >= deadline
+            || parts.is_empty()
+            || shard.is_stopping()
+        {
             break;
         }
         // Wait for any partition to grow past what was seen, then read again.
@@ -104,7 +109,11 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
                 )
             })
             .collect();
-        shard.wait_for_data(waits, deadline).await;
+        let data = shard.wait_for_data(waits, deadline);
+        let stopped = shard.stopped();
+        futures::pin_mut!(data);
+        futures::pin_mut!(stopped);
+        futures::future::select(data, stopped).await;
         results = shard.fetch(parts.clone()).await;
     }
 
