@@ -998,7 +998,7 @@ mod tests {
     #[test]
     fn bad_values_are_one_line_errors() {
         let e = run(&["--override", "log.segment.bytes=abc"]).unwrap_err().to_string();
-        assert_eq!(e, "invalid value 'abc' for log.segment.bytes: expected an integer in 1024..=2147483647");
+        assert_eq!(e, "invalid value 'abc' for log.segment.bytes: expected an integer");
         assert!(run(&["--shards", "0"]).unwrap_err().to_string().contains("--shards"));
         assert!(run(&["--listen", "SSL://127.0.0.1:1"]).unwrap_err().to_string().contains("PLAINTEXT"));
         assert!(matches!(run(&["--bogus"]), Err(ConfigError::Usage(_))));

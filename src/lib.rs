@@ -5,6 +5,7 @@
 //! `server` (listener, connections, dispatch, one handler per Kafka API),
 //! `config` (Kafka property names), `limits` (every named bound).
 
+pub mod alloc;
 pub mod config;
 pub mod limits;
 pub mod protocol;

@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use ringbroker::config::{parse_command_line, CommandLine};
 
+#[global_allocator]
+static ALLOCATOR: ringbroker::alloc::BrokerAllocator = ringbroker::alloc::BrokerAllocator;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()

@@ -138,3 +138,23 @@ def test_many_bad_connections_then_normal_traffic(broker):
     p.produce("after-garbage", value=b"fine")
     assert p.flush(30) == 0
     assert broker.alive()
+
+
+@pytest.mark.parametrize("api,version,body", [
+    # Metadata v1 declaring two billion topics in a few bytes.
+    (3, 1, struct.pack(">i", 2**31 - 1) + b"\x00\x01a"),
+    # Produce v3: huge topic array.
+    (0, 3, struct.pack(">hhi", -1, 1, 1000) + struct.pack(">i", 2**31 - 1)),
+    # Produce v3: one topic, huge record bytes length.
+    (0, 3, struct.pack(">hhi", -1, 1, 1000) + struct.pack(">i", 1) + b"\x00\x01t" + struct.pack(">ii", 1, 0) + struct.pack(">i", 2**31 - 1)),
+    # CreateTopics v2: huge topic array.
+    (19, 2, struct.pack(">i", 2**31 - 2)),
+    # Fetch v4: huge topic array.
+    (1, 4, struct.pack(">iiiib", -1, 0, 1, 1000, 0) + struct.pack(">i", 2**31 - 1)),
+])
+def test_huge_declared_counts_do_not_crash(broker, api, version, body):
+    s = connect(broker.port)
+    s.sendall(request(api, version, 1, body))
+    assert is_closed(s)
+    assert broker.alive()
+    assert struct.unpack(">i", api_versions(connect(broker.port), correlation_id=3)[:4])[0] == 3
