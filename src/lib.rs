@@ -11,3 +11,8 @@ pub mod limits;
 pub mod protocol;
 pub mod server;
 pub mod storage;
+
+/// Unit tests run with the broker's allocator too (see [`alloc`]).
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: alloc::BrokerAllocator = alloc::BrokerAllocator;
