@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Debian/Ubuntu; root or sudo) and runs
+# every test: Rust unit tests, then end-to-end tests against a real
+# ringbroker with kcat, confluent-kafka, kafka-python and Java kafka-clients.
+#
+# Environment: SKIP_INSTALL=1 skips the install steps; PYTEST_ARGS adds
+# arguments to pytest (e.g. "-k durability").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+phase_start=$SECONDS
+phase() {
+    echo "== $1 (after $((SECONDS - phase_start)) s)"
+}
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+    phase "system packages"
+    packages=()
+    command -v kcat >/dev/null 2>&1 || packages+=(kcat)
+    { command -v java >/dev/null 2>&1 && command -v javac >/dev/null 2>&1; } || packages+=(openjdk-17-jdk-headless)
+    command -v python3 >/dev/null 2>&1 || packages+=(python3 python3-pip)
+    python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
+    command -v cc >/dev/null 2>&1 || packages+=(build-essential)
+    command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
+    if [ ${#packages[@]} -gt 0 ]; then
+        echo "installing: ${packages[*]}"
+        $SUDO apt-get update -q
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"
+    fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is not installed: install the Rust toolchain (https://rustup.rs) and re-run" >&2
+    exit 1
+fi
+
+# io_uring buffers need locked memory; raise the soft limit if we can.
+memlock=$(ulimit -l)
+if [ "$memlock" != unlimited ] && [ "$memlock" -lt 16384 ]; then
+    ulimit -l unlimited 2>/dev/null || ulimit -l "$(ulimit -H -l)" 2>/dev/null || true
+    echo "locked-memory limit: $(ulimit -l) KiB"
+fi
+
+VENV="$ROOT/.venv"
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+    phase "python packages"
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+fi
+PYTHON="$VENV/bin/python"
+[ -x "$PYTHON" ] || PYTHON=python3
+
+phase "cargo build --release"
+cargo build --release --workspace --locked
+
+phase "cargo test --release (unit and property tests)"
+cargo test --release --workspace --locked
+
+phase "end-to-end tests (real broker, real clients)"
+export RINGBROKER_BIN="$ROOT/target/release/ringbroker"
+# shellcheck disable=SC2086
+"$PYTHON" -m pytest -q tests/e2e ${PYTEST_ARGS:-}
+
+phase "all tests passed"
