@@ -30,14 +30,14 @@ def varint(v):
             return out + bytes([byte])
 
 
-def record_batch(values, timestamp=1_700_000_000_000):
+def record_batch(values, timestamp=1_700_000_000_000, producer_id=-1, epoch=-1, base_sequence=-1):
     """An uncompressed v2 record batch with a correct CRC."""
     records = b""
     for i, value in enumerate(values):
         body = b"\x00" + varint(i) + varint(i) + varint(-1) + varint(len(value)) + value + varint(0)
         records += varint(len(body)) + body
     n = len(values)
-    after_crc = struct.pack(">hiqqqhii", 0, n - 1, timestamp, timestamp + n - 1, -1, -1, -1, n) + records
+    after_crc = struct.pack(">hiqqqhii", 0, n - 1, timestamp, timestamp + n - 1, producer_id, epoch, base_sequence, n) + records
     crc = crc32c(after_crc)
     batch_length = 4 + 1 + 4 + len(after_crc)
     return struct.pack(">qiibI", 0, batch_length, -1, 2, crc) + after_crc
@@ -172,3 +172,29 @@ def metadata_v1_topic_errors(response):
             r.pos += 4 * max(n, 0)
         out[name] = error
     return out
+
+
+def init_producer_id_v0():
+    return string_nullable(None) + struct.pack(">i", 60000)
+
+
+def string_nullable(s):
+    return struct.pack(">h", -1) if s is None else string(s)
+
+
+def init_producer_id_v0_result(response):
+    r = Reader(response)
+    r.take(">i")  # correlation id
+    r.take(">i")  # throttle
+    return r.take(">h"), r.take(">q"), r.take(">h")
+
+
+def produce_v3_result(response):
+    """(error_code, base_offset) of a single-partition Produce v3 response."""
+    r = Reader(response)
+    r.take(">i")
+    assert r.take(">i") == 1
+    r.string()
+    assert r.take(">i") == 1
+    r.take(">i")
+    return r.take(">h"), r.take(">q")
