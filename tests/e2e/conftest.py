@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from kafka_wire import recv_exact
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("RINGBROKER_BIN", str(ROOT / "target" / "release" / "ringbroker"))
 
@@ -31,16 +33,6 @@ def api_versions_ok(port, timeout=1.0):
             return struct.unpack(">i", body[:4])[0] == 1
     except OSError:
         return False
-
-
-def recv_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
 
 
 class Broker:

@@ -127,13 +127,7 @@ class Reader:
 
 def produce_v3_error(response):
     """The partition error code of a single-partition Produce v3 response."""
-    r = Reader(response)
-    r.take(">i")  # correlation id
-    assert r.take(">i") == 1
-    r.string()
-    assert r.take(">i") == 1
-    r.take(">i")
-    return r.take(">h")
+    return produce_v3_result(response)[0]
 
 
 def fetch_v4_error(response):
@@ -163,9 +157,6 @@ def metadata_v1_topic_errors(response):
         r.take(">b")
         for _ in range(r.take(">i")):
             r.take(">hii")
-            r.take(">i")
-            for _ in range(r.take(">i") if False else 0):
-                pass
             n = r.take(">i")
             r.pos += 4 * max(n, 0)
             n = r.take(">i")
