@@ -773,3 +773,127 @@ fn recover_active(
     segment.time_index = recovered.time_index;
     Ok(segment)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::batch::{build_batch, ProducerFields};
+    use crate::storage::flusher::Flusher;
+    use crate::storage::partition::Partition;
+
+    fn batch(values: &[&[u8]], ts: i64) -> Bytes {
+        let records: Vec<(Option<&[u8]>, &[u8])> = values.iter().map(|v| (None, *v)).collect();
+        Bytes::from(build_batch(ts, None, &records))
+    }
+
+    /// Runs `body` on a glommio executor (the log's writes go through io_uring).
+    fn on_executor<F, Fut>(body: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(body)
+            .expect("executor")
+            .join()
+            .expect("test body");
+    }
+
+    async fn flush(flusher: &Flusher, partition: &Rc<Partition>) {
+        flusher.schedule(partition, 0);
+        flusher.round().await;
+    }
+
+    #[test]
+    fn append_flush_read_roll_and_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        let reopen_path = path.clone();
+        let config = LogConfig {
+            segment_bytes: 300,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        };
+        let reopen_config = config.clone();
+        on_executor(move || async move {
+            let log = PartitionLog::open(&path, config, 0).expect("open");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            let flusher = Flusher::new();
+            for i in 0..10i64 {
+                let appended = partition
+                    .log
+                    .borrow_mut()
+                    .append(&batch(&[b"aaaaaaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbbbbbbbbbbbb"], 1000 + i * 10), 5)
+                    .expect("append");
+                assert_eq!(appended.base_offset, 2 * i);
+            }
+            // Nothing is readable before the flusher writes it.
+            assert_eq!(partition.log.borrow().high_watermark(), 0);
+            partition.log.borrow_mut().request_sync();
+            flush(&flusher, &partition).await;
+            let log = partition.log.borrow();
+            assert_eq!((log.high_watermark(), log.durable_offset()), (20, 20));
+            assert!(log.segment_count() > 2, "rolled by segment.bytes");
+            let slice = log.read(7, 1 << 20).expect("read").expect("data");
+            let bytes = slice.read_to_vec().expect("file");
+            let first = crate::protocol::batch::parse_header(&bytes).expect("header");
+            assert!(first.base_offset <= 7 && first.last_offset() >= 7);
+            assert!(matches!(log.read(21, 100), Err(ReadError::OutOfRange)));
+            assert!(log.read(20, 100).expect("at end").is_none());
+            // Timestamps: batch i holds 1000+10i and 1001+10i.
+            assert_eq!(log.offset_for_timestamp(1041).expect("lookup"), Some((9, 1041)));
+            assert_eq!(log.offset_for_timestamp(5000).expect("lookup"), None);
+            assert_eq!(log.max_timestamp_offset(), Some((1091, 19)));
+            write_files_synced(&log.shutdown_files()).expect("shutdown files");
+        });
+        on_executor(move || async move {
+            let log = PartitionLog::open(&reopen_path, reopen_config, 0).expect("reopen");
+            assert_eq!((log.log_start_offset(), log.next_offset()), (0, 20));
+            let slice = log.read(19, 10).expect("read").expect("data");
+            assert!(slice.len > 0);
+            assert_eq!(log.offset_for_timestamp(1041).expect("lookup"), Some((9, 1041)));
+        });
+    }
+
+    #[test]
+    fn validation_size_limit_and_idempotence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        on_executor(move || async move {
+            let config = LogConfig {
+                max_message_bytes: 200,
+                ..LogConfig::default()
+            };
+            let mut log = PartitionLog::open(&path, config, 0).expect("open");
+            let mut corrupt = batch(&[b"x"], 1).to_vec();
+            let last = corrupt.len() - 1;
+            corrupt[last] ^= 1;
+            assert!(matches!(log.append(&Bytes::from(corrupt), 0), Err(AppendError::Corrupt(_))));
+            assert!(matches!(log.append(&batch(&[&[7u8; 300]], 1), 0), Err(AppendError::TooLarge { .. })));
+            assert!(matches!(log.append(&Bytes::new(), 0), Err(AppendError::Empty)));
+            // A good batch followed by garbage: nothing is appended.
+            let mut mixed = batch(&[b"ok"], 1).to_vec();
+            mixed.extend_from_slice(b"trailing");
+            assert!(log.append(&Bytes::from(mixed), 0).is_err());
+            assert_eq!(log.next_offset(), 0);
+
+            let producer = |seq| ProducerFields { producer_id: 9, producer_epoch: 0, base_sequence: seq };
+            let b0 = Bytes::from(build_batch(1, Some(producer(0)), &[(None, b"a"), (None, b"b")]));
+            let b2 = Bytes::from(build_batch(1, Some(producer(2)), &[(None, b"c")]));
+            assert_eq!(log.append(&b0, 0).expect("first").base_offset, 0);
+            let retry = log.append(&b0, 0).expect("retry");
+            assert!(retry.duplicate && retry.base_offset == 0 && retry.last_offset == 1);
+            assert_eq!(log.append(&b2, 0).expect("next").base_offset, 2);
+            let gap = Bytes::from(build_batch(1, Some(producer(9)), &[(None, b"d")]));
+            assert!(matches!(log.append(&gap, 0), Err(AppendError::OutOfOrderSequence { .. })));
+            let stale = Bytes::from(build_batch(
+                1,
+                Some(ProducerFields { producer_id: 9, producer_epoch: -1, base_sequence: 3 }),
+                &[(None, b"e")],
+            ));
+            assert!(log.append(&stale, 0).is_err());
+            assert_eq!(log.next_offset(), 3);
+        });
+    }
+}
