@@ -104,3 +104,32 @@ def test_sigterm_exits_zero_and_data_survives(broker):
 def test_sigint_also_stops(broker):
     broker.proc.send_signal(signal.SIGINT)
     assert broker.proc.wait(10) == 0
+
+
+def test_memlock_too_low(tmp_path):
+    # Soft and hard RLIMIT_MEMLOCK of 64 KiB for the broker process only.
+    result = subprocess.run(["prlimit", "--memlock=65536:65536", BIN, "--listen", f"127.0.0.1:{free_port()}",
+                             "--data-dir", str(tmp_path / "d"), "--shards", "2"],
+                            capture_output=True, timeout=30)
+    err = result.stderr.decode()
+    assert result.returncode != 0
+    assert "RLIMIT_MEMLOCK" in err and "ulimit -l" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_io_uring_disabled(tmp_path):
+    knob = "/proc/sys/kernel/io_uring_disabled"
+    if not os.path.exists(knob) or not os.access(knob, os.W_OK):
+        import pytest
+        pytest.skip("cannot toggle io_uring here")
+    with open(knob) as f:
+        before = f.read().strip()
+    try:
+        with open(knob, "w") as f:
+            f.write("2")
+        code, err = run_fail(["--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "d")])
+    finally:
+        with open(knob, "w") as f:
+            f.write(before)
+    assert code != 0 and "io_uring is unavailable" in err
+    assert len(err.strip().splitlines()) == 1
