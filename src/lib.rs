@@ -7,6 +7,7 @@
 
 pub mod alloc;
 pub mod config;
+pub mod groups;
 pub mod limits;
 pub mod protocol;
 pub mod server;

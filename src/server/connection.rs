@@ -48,6 +48,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     }
     set_send_timeout(fd);
     // A second handle on the same socket for the writer.
+    let client_host: Rc<str> = match stream.peer_addr() {
+        Ok(addr) => format!("/{}", addr.ip()).into(),
+        Err(_) => "/unknown".into(),
+    };
     let write_fd = match nix::unistd::dup(fd) {
         Ok(fd) => fd,
         Err(e) => {
@@ -65,7 +69,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .open_connections
         .set(shard.stats.open_connections.get() + 1);
     let writer = glommio::spawn_local(write_loop(shard.clone(), writer_stream, rx));
-    read_loop(&shard, stream, tx).await;
+    read_loop(&shard, stream, tx, client_host).await;
     writer.await;
     shard
         .stats
@@ -77,6 +81,7 @@ async fn read_loop(
     shard: &Rc<Shard>,
     mut stream: TcpStream,
     tx: glommio::channels::local_channel::LocalSender<glommio::task::JoinHandle<Response>>,
+    client_host: Rc<str>,
 ) {
     let max = shard.config.socket_request_max_bytes;
     // Idle connections close after connections.max.idle.ms without a request.
@@ -104,7 +109,8 @@ async fn read_loop(
             _ => return,
         }
         let shard = shard.clone();
-        let task = glommio::spawn_local(async move { dispatch(&shard, Bytes::from(body)).await })
+        let host = client_host.clone();
+        let task = glommio::spawn_local(async move { dispatch(&shard, Bytes::from(body), &host).await })
             .detach();
         if tx.send(task).await.is_err() {
             return;

@@ -26,6 +26,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The implemented version range of an API.
@@ -72,6 +83,8 @@ pub struct Context {
     pub version: i16,
     /// Parsed request header.
     pub header: RequestHeader,
+    /// The client's address as Kafka prints it ("/127.0.0.1").
+    pub client_host: String,
 }
 
 impl Context {
@@ -105,7 +118,7 @@ impl Drop for InflightGuard<'_> {
 }
 
 /// Handles one request frame (without its size prefix).
-pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes) -> Response {
+pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes, client_host: &str) -> Response {
     let raw = match peek_header(&body) {
         Ok(raw) => raw,
         Err(e) => {
@@ -141,6 +154,7 @@ pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes) -> Response {
         api_key,
         version: raw.api_version,
         header,
+        client_host: client_host.to_string(),
     };
     shard.stats.requests.set(shard.stats.requests.get() + 1);
     shard.stats.inflight.set(shard.stats.inflight.get() + 1);
@@ -160,6 +174,17 @@ pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes) -> Response {
         }
         ApiKey::DescribeCluster => handlers::describe_cluster::handle(shard, &ctx, body),
         ApiKey::InitProducerId => handlers::init_producer_id::handle(shard, &ctx, body),
+        ApiKey::FindCoordinator => handlers::groups::find_coordinator(shard, &ctx, body),
+        ApiKey::JoinGroup => handlers::groups::join_group(shard, &ctx, body).await,
+        ApiKey::SyncGroup => handlers::groups::sync_group(shard, &ctx, body).await,
+        ApiKey::Heartbeat => handlers::groups::heartbeat(shard, &ctx, body).await,
+        ApiKey::LeaveGroup => handlers::groups::leave_group(shard, &ctx, body).await,
+        ApiKey::OffsetCommit => handlers::groups::offset_commit(shard, &ctx, body).await,
+        ApiKey::OffsetFetch => handlers::groups::offset_fetch(shard, &ctx, body).await,
+        ApiKey::ListGroups => handlers::groups::list_groups(shard, &ctx, body).await,
+        ApiKey::DescribeGroups => handlers::groups::describe_groups(shard, &ctx, body).await,
+        ApiKey::DeleteGroups => handlers::groups::delete_groups(shard, &ctx, body).await,
+        ApiKey::OffsetDelete => handlers::groups::offset_delete(shard, &ctx, body).await,
         _ => unreachable!("every API in SUPPORTED_APIS has a handler"),
     };
     match result {
@@ -204,6 +229,17 @@ mod fuzz {
             ApiKey::CreatePartitions => try_decode!(CreatePartitionsRequest),
             ApiKey::IncrementalAlterConfigs => try_decode!(IncrementalAlterConfigsRequest),
             ApiKey::DescribeCluster => try_decode!(DescribeClusterRequest),
+            ApiKey::FindCoordinator => try_decode!(FindCoordinatorRequest),
+            ApiKey::JoinGroup => try_decode!(JoinGroupRequest),
+            ApiKey::SyncGroup => try_decode!(SyncGroupRequest),
+            ApiKey::Heartbeat => try_decode!(HeartbeatRequest),
+            ApiKey::LeaveGroup => try_decode!(LeaveGroupRequest),
+            ApiKey::OffsetCommit => try_decode!(OffsetCommitRequest),
+            ApiKey::OffsetFetch => try_decode!(OffsetFetchRequest),
+            ApiKey::ListGroups => try_decode!(ListGroupsRequest),
+            ApiKey::DescribeGroups => try_decode!(DescribeGroupsRequest),
+            ApiKey::DeleteGroups => try_decode!(DeleteGroupsRequest),
+            ApiKey::OffsetDelete => try_decode!(OffsetDeleteRequest),
             other => panic!("{other:?} is advertised but has no decoder here"),
         }
     }

@@ -160,6 +160,8 @@ pub enum ShardRequest {
     Admin(AdminRequest),
     /// Adopt a new catalog: open or remove partitions this shard owns.
     ApplyCatalog(Arc<Catalog>),
+    /// A group API call for a group this shard coordinates.
+    Group(crate::groups::GroupCall),
 }
 
 /// Answers to [`ShardRequest`]s, variant for variant.
@@ -174,4 +176,6 @@ pub enum ShardResponse {
     Admin(Vec<AdminResult>),
     /// Done (WaitForData, ApplyCatalog).
     Done,
+    /// The coordinator's answer.
+    Group(crate::groups::GroupReply),
 }

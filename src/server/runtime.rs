@@ -168,6 +168,30 @@ fn watch_signals() -> Result<mpsc::Receiver<i32>, StartupError> {
     Ok(rx)
 }
 
+/// Creates the internal `__consumer_offsets` topic on first start.
+fn ensure_offsets_topic(catalog: &mut Catalog, config: &BrokerConfig) -> Result<(), StartupError> {
+    use crate::groups::OFFSETS_TOPIC;
+    if catalog.topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let mut configs = std::collections::BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+    catalog.topics.insert(
+        OFFSETS_TOPIC.to_string(),
+        crate::server::catalog::TopicMeta {
+            name: OFFSETS_TOPIC.to_string(),
+            id: *uuid::Uuid::new_v4().as_bytes(),
+            partitions: config.offsets_topic_num_partitions,
+            configs,
+        },
+    );
+    catalog.version += 1;
+    catalog
+        .save(&config.data_dir)
+        .map_err(|e| fail(format!("cannot write topic metadata in {}: {e}", config.data_dir.display())))
+}
+
 /// Runs the broker until SIGTERM/SIGINT. Returns after a graceful shutdown.
 pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
     let config = Arc::new(config);
@@ -180,10 +204,10 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
             "log.flush.interval.messages is not enforced; ringbroker syncs on acks=all (group commit) and every log.flush.interval.ms"
         );
     }
-    let catalog = Arc::new(
-        Catalog::load_or_create(&config.data_dir)
-            .map_err(|e| fail(format!("cannot load topic metadata from {}: {e}", config.data_dir.display())))?,
-    );
+    let mut catalog = Catalog::load_or_create(&config.data_dir)
+        .map_err(|e| fail(format!("cannot load topic metadata from {}: {e}", config.data_dir.display())))?;
+    ensure_offsets_topic(&mut catalog, &config)?;
+    let catalog = Arc::new(catalog);
     let signals = watch_signals()?;
 
     let shard_count = config.shards;
@@ -300,6 +324,8 @@ async fn shard_main(
             return;
         }
     };
+    shard.groups.load(&shard);
+    let group_timers = glommio::spawn_local(crate::groups::run_timers(shard.clone())).detach();
     let executor = glommio::executor();
     let background = executor.create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
     let flush_queue = executor.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "flusher");
@@ -392,5 +418,5 @@ async fn shard_main(
         syncs,
         shard.stats.zero_copy_bytes.get()
     );
-    drop((inbox, flusher, retention, periodic_sync));
+    drop((inbox, flusher, retention, periodic_sync, group_timers));
 }

@@ -59,6 +59,8 @@ pub struct Shard {
     producer_id_last: Cell<i64>,
     /// Counters.
     pub stats: ShardStats,
+    /// The groups this shard coordinates.
+    pub groups: crate::groups::Coordinator,
     /// Set when the shard is shutting down; long polls end early.
     stopping: Cell<bool>,
     /// Fired when `stopping` is set.
@@ -106,12 +108,41 @@ impl Shard {
             admin_lock: glommio::sync::Semaphore::new(1),
             producer_id_last: Cell::new(0),
             stats: ShardStats::default(),
+            groups: crate::groups::Coordinator::default(),
             stopping: Cell::new(false),
             stop_event: event_listener::Event::new(),
         });
         shard.open_owned_partitions(&catalog)?;
         *shard.catalog.borrow_mut() = catalog;
         Ok(shard)
+    }
+
+    /// Runs a group call on the group's coordinator shard.
+    pub async fn group_call(self: &Rc<Self>, group: &str, request: crate::groups::GroupCall) -> Option<crate::groups::GroupReply> {
+        let (_, owner) = crate::groups::placement(self, group);
+        if owner == self.id {
+            return Some(crate::groups::handle(self, request).await);
+        }
+        match self.call(owner, ShardRequest::Group(request)).await {
+            Some(ShardResponse::Group(reply)) => Some(reply),
+            _ => None,
+        }
+    }
+
+    /// Every group on every shard: (group, protocol type, state).
+    pub async fn list_all_groups(self: &Rc<Self>) -> Vec<(String, String, String)> {
+        let mut all = self.groups.list();
+        let others = (0..self.count)
+            .map(ShardId)
+            .filter(|s| *s != self.id)
+            .map(|s| self.call(s, ShardRequest::Group(crate::groups::GroupCall::List)));
+        for reply in futures::future::join_all(others).await {
+            if let Some(ShardResponse::Group(crate::groups::GroupReply::List(groups))) = reply {
+                all.extend(groups);
+            }
+        }
+        all.sort();
+        all
     }
 
     /// Starts the shutdown: long polls on this shard return at once.
@@ -255,6 +286,7 @@ impl Shard {
                 self.apply_catalog(catalog).await;
                 ShardResponse::Done
             }
+            ShardRequest::Group(call) => ShardResponse::Group(crate::groups::handle(self, call).await),
         }
     }
 
