@@ -221,16 +221,19 @@ def test_kafka_python_group(gbroker, strategy):
                                auto_offset_reset="earliest", partition_assignment_strategy=[assignor],
                                session_timeout_ms=10000, heartbeat_interval_ms=1000) for _ in range(2)]
     values = []
+    assignments = [set(), set()]
     deadline = time.monotonic() + 60
-    while len(values) < 200 and time.monotonic() < deadline:
+    # Poll both until the group has settled with both members assigned.
+    while time.monotonic() < deadline and not (len(set(values)) == 200 and all(assignments)):
         for c in consumers:
             for records in c.poll(timeout_ms=200).values():
                 values.extend(int(r.value) for r in records)
-    assignments = [set(tp.partition for tp in c.assignment()) for c in consumers]
+        assignments = [set(tp.partition for tp in c.assignment()) for c in consumers]
     for c in consumers:
         c.commit()
         c.close()
-    assert sorted(values) == list(range(200))
+    # Members may re-read what the other had not committed before the rebalance.
+    assert set(values) == set(range(200))
     assert all(assignments), f"both members got partitions: {assignments}"
     assert not (assignments[0] & assignments[1])
 
