@@ -189,3 +189,34 @@ def produce_v3_result(response):
     assert r.take(">i") == 1
     r.take(">i")
     return r.take(">h"), r.take(">q")
+
+
+def bytes_field(b):
+    return struct.pack(">i", len(b)) + b
+
+
+def join_group_v1(group, member_id, protocols, protocol_type="consumer", session_ms=10000):
+    body = string(group) + struct.pack(">ii", session_ms, 10000) + string(member_id) + string(protocol_type)
+    body += struct.pack(">i", len(protocols))
+    for name, metadata in protocols:
+        body += string(name) + bytes_field(metadata)
+    return body
+
+
+def heartbeat_v0(group, generation, member_id):
+    return string(group) + struct.pack(">i", generation) + string(member_id)
+
+
+def sync_group_v0(group, generation, member_id, assignments):
+    body = string(group) + struct.pack(">i", generation) + string(member_id)
+    body += struct.pack(">i", len(assignments))
+    for mid, data in assignments:
+        body += string(mid) + bytes_field(data)
+    return body
+
+
+def offset_commit_v2(group, generation, member_id, topic, partition, offset):
+    body = string(group) + struct.pack(">i", generation) + string(member_id) + struct.pack(">q", -1)
+    body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1)
+    body += struct.pack(">iq", partition, offset) + string("")
+    return body
