@@ -331,3 +331,31 @@ def test_admin_list_describe_delete(gbroker):
     admin.delete_consumer_groups(["g-adm"])["g-adm"].result(30)
     listed = admin.list_consumer_groups().result(30)
     assert "g-adm" not in [g.group_id for g in listed.valid]
+
+
+def test_lag_tool(gbroker):
+    import pathlib
+    tool = pathlib.Path(os.environ.get("RINGBROKER_BIN", "target/release/ringbroker")).with_name("ringbroker-groups")
+    create(gbroker, "lag", 2)
+    produce(gbroker, "lag", 40, 2)
+    a = GroupConsumer(gbroker, "g-lag", "lag", **{"enable.auto.commit": False})
+    try:
+        wait_until(lambda: len(a.values) >= 40, timeout=30, message="consumed")
+        a.stop.set()
+        a.thread.join(10)
+        a.consumer.commit(offsets=[TopicPartition("lag", 0, 15), TopicPartition("lag", 1, 20)], asynchronous=False)
+        produce(gbroker, "lag", 10, 2, start=40)
+        out = subprocess.run([str(tool), "--bootstrap", gbroker.bootstrap, "describe", "g-lag"],
+                             capture_output=True, timeout=30, text=True)
+        assert out.returncode == 0, out.stderr
+        rows = {int(line.split()[2]): line.split() for line in out.stdout.splitlines() if line.startswith("g-lag ")}
+        # partition: current, log end, lag, consumer id
+        assert rows[0][3:6] == ["15", "25", "10"]
+        assert rows[1][3:6] == ["20", "25", "5"]
+        assert rows[0][6].startswith("rdkafka-") and rows[0][7] == "/127.0.0.1"
+        assert "Total lag: 15" in out.stdout
+        listing = subprocess.run([str(tool), "--bootstrap", gbroker.bootstrap, "list"],
+                                 capture_output=True, timeout=30, text=True)
+        assert any(line.split()[:2] == ["g-lag", "Stable"] for line in listing.stdout.splitlines())
+    finally:
+        a.consumer.close()
