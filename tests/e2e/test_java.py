@@ -58,3 +58,22 @@ def test_java_compression(broker, compiled, codec):
     assert len(acks) == 50
     recs = [l.split() for l in run_java(compiled, "ConsumerCheck", broker.bootstrap, topic, 50) if l.startswith("REC")]
     assert sorted(v for *_, v in recs) == sorted(f"value-{i}" for i in range(50))
+
+
+@pytest.mark.parametrize("strategy", [
+    "org.apache.kafka.clients.consumer.RangeAssignor",
+    "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+])
+def test_java_consumer_group(broker_factory, compiled, strategy):
+    broker = broker_factory(shards=2, extra_args=["--override", "group.initial.rebalance.delay.ms=0"])
+    topic = "java-group-" + strategy.rsplit(".", 1)[1].lower()
+    acks = [l for l in run_java(compiled, "ProducerCheck", broker.bootstrap, topic, 60) if l.startswith("ACK")]
+    assert len(acks) == 60
+    out = run_java(compiled, "GroupConsumerCheck", broker.bootstrap, topic, "jg", 60, strategy)
+    recs = [l.split() for l in out if l.startswith("REC")]
+    assert sorted(v for *_, v in recs) == sorted(f"value-{i}" for i in range(60))
+    # The group committed: a second run reads only what is new.
+    acks = [l.split() for l in run_java(compiled, "ProducerCheck", broker.bootstrap, topic, 5) if l.startswith("ACK")]
+    out = run_java(compiled, "GroupConsumerCheck", broker.bootstrap, topic, "jg", 5, strategy)
+    recs = [l.split() for l in out if l.startswith("REC")]
+    assert {(p, o) for _, p, o, _ in recs} == {(p, o) for _, p, o, _ in acks}
