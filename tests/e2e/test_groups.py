@@ -359,3 +359,41 @@ def test_lag_tool(gbroker):
         assert any(line.split()[:2] == ["g-lag", "Stable"] for line in listing.stdout.splitlines())
     finally:
         a.consumer.close()
+
+
+def test_admin_group_offsets_and_offset_delete(gbroker):
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    create(gbroker, "ofs", 3)
+    produce(gbroker, "ofs", 30, 3)
+    admin = AdminClient({"bootstrap.servers": gbroker.bootstrap})
+    # Offsets of a group with no members can be set (simple commits) and read.
+    req = ConsumerGroupTopicPartitions("g-ofs", [TopicPartition("ofs", p, 3 + p) for p in range(3)])
+    admin.alter_consumer_group_offsets([req])["g-ofs"].result(30)
+    listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("g-ofs")])["g-ofs"].result(30)
+    assert sorted((tp.partition, tp.offset) for tp in listed.topic_partitions) == [(0, 3), (1, 4), (2, 5)]
+    # A member of the group starts from them.
+    a = GroupConsumer(gbroker, "g-ofs", "ofs")
+    try:
+        wait_until(lambda: len(a.values) >= 30 - 12, timeout=30, message="consumed from committed offsets")
+        time.sleep(0.5)
+        assert len(a.values) == 18
+    finally:
+        a.close()
+
+
+def test_offset_delete_with_kafka_python_admin(gbroker):
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTP
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    create(gbroker, "odel", 2)
+    admin = AdminClient({"bootstrap.servers": gbroker.bootstrap})
+    req = ConsumerGroupTopicPartitions("g-odel", [TopicPartition("odel", 0, 7), TopicPartition("odel", 1, 9)])
+    admin.alter_consumer_group_offsets([req])["g-odel"].result(30)
+    kadmin = KafkaAdminClient(bootstrap_servers=gbroker.bootstrap)
+    try:
+        result = kadmin.delete_group_offsets("g-odel", [KTP("odel", 0)])
+        assert all(not getattr(v, "errno", 0) for v in result.values()), result
+        listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("g-odel")])["g-odel"].result(30)
+        assert {tp.partition: tp.offset for tp in listed.topic_partitions} == {1: 9}
+    finally:
+        kadmin.close()
