@@ -170,8 +170,9 @@ pub struct Group {
     pub leader: Option<String>,
     /// Members by id, in join order.
     pub members: IndexMap<String, Member>,
-    /// Member ids handed out by MEMBER_ID_REQUIRED, not yet joined.
-    pub pending: HashMap<String, Instant>,
+    /// Member ids handed out by MEMBER_ID_REQUIRED, not yet joined, with
+    /// when they were handed out and the member's session timeout.
+    pub pending: HashMap<String, (Instant, i32)>,
     /// Static instance id → member id.
     pub static_members: HashMap<String, String>,
     /// Committed offsets.
@@ -725,8 +726,11 @@ async fn join(shard: &Rc<Shard>, a: JoinArgs) -> JoinReply {
                     id = new_member_id(instance);
                 }
             } else if a.version >= 4 {
+                if group.pending.len() + group.members.len() >= GROUP_MEMBERS_MAX {
+                    return join_error(GROUP_MAX_SIZE_REACHED, "");
+                }
                 let id = new_member_id(&a.client_id);
-                group.pending.insert(id.clone(), now);
+                group.pending.insert(id.clone(), (now, a.session_timeout_ms));
                 return join_error(MEMBER_ID_REQUIRED, &id);
             } else {
                 id = new_member_id(&a.client_id);
@@ -1188,7 +1192,9 @@ async fn commit(
         for code in codes.iter_mut().filter(|c| **c == 0) {
             *code = written;
         }
-    } else if let Some(group) = shard.groups.groups.borrow_mut().get_mut(&name) {
+    } else {
+        let mut groups = shard.groups.groups.borrow_mut();
+        let group = groups.entry(name.clone()).or_insert_with(Group::new);
         for (key, value) in accepted {
             group.offsets.insert(key, value);
         }
@@ -1358,7 +1364,7 @@ pub async fn run_timers(shard: Rc<Shard>) {
             for (name, group) in groups.iter_mut() {
                 group
                     .pending
-                    .retain(|_, since| now.duration_since(*since) < Duration::from_millis(SESSION_TIMEOUT_MAX_MS as u64));
+                    .retain(|_, (since, session)| now.duration_since(*since) < Duration::from_millis((*session).max(0) as u64));
                 if group.state == GroupState::PreparingRebalance {
                     continue; // the rebalance deadline handles members that do not rejoin
                 }
@@ -1379,6 +1385,10 @@ pub async fn run_timers(shard: Rc<Shard>) {
                 changed_groups.push(name.clone());
             }
         }
+        // Forget groups that hold nothing (failed joins, expired pending ids).
+        shard.groups.groups.borrow_mut().retain(|_, g| {
+            !(g.state == GroupState::Empty && g.members.is_empty() && g.offsets.is_empty() && g.pending.is_empty())
+        });
         for name in changed_groups {
             persist_group(&shard, &name).await;
         }
@@ -1403,5 +1413,105 @@ async fn expire_offsets(shard: &Rc<Shard>) {
     for name in expired {
         log::info!("group {name}: empty for longer than offsets.retention.minutes; removing its offsets");
         delete(shard, name).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(protocols: &[&str]) -> Member {
+        Member {
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::from(p.to_string()))).collect(),
+            assignment: Bytes::new(),
+            joined: true,
+            join_reply: None,
+            last_seen: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn protocol_selection_and_completion() {
+        let mut g = Group::new();
+        g.protocol_type = Some("consumer".into());
+        g.members.insert("a".into(), member(&["range", "roundrobin"]));
+        g.members.insert("b".into(), member(&["roundrobin", "range"]));
+        g.members.insert("c".into(), member(&["roundrobin", "sticky"]));
+        // Only roundrobin is supported by all.
+        assert_eq!(g.select_protocol().as_deref(), Some("roundrobin"));
+        assert!(g.supports("consumer", &[("roundrobin".into(), Bytes::new())]));
+        assert!(!g.supports("consumer", &[("range".into(), Bytes::new())]));
+        assert!(!g.supports("connect", &[("roundrobin".into(), Bytes::new())]));
+
+        g.members.get_mut("c").expect("c").joined = false;
+        g.state = GroupState::PreparingRebalance;
+        complete_rebalance(&mut g);
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        assert_eq!(g.generation, 1);
+        assert!(!g.members.contains_key("c"), "a member that did not rejoin is dropped");
+        assert_eq!(g.protocol.as_deref(), Some("range"), "with c gone, range wins the first-choice vote tie by order");
+        let leader = g.leader.clone().expect("leader");
+        let reply = g.members[&leader].join_reply.clone().expect("reply");
+        assert_eq!(reply.members.len(), 2);
+        let follower = g.members.keys().find(|k| **k != leader).cloned().expect("follower");
+        assert!(g.members[&follower].join_reply.as_ref().expect("reply").members.is_empty());
+        assert_eq!(check_member(&g, &follower, None, Some(1)), Ok(()));
+        assert_eq!(check_member(&g, &follower, None, Some(0)), Err(ILLEGAL_GENERATION));
+        assert_eq!(check_member(&g, "zz", None, Some(1)), Err(UNKNOWN_MEMBER_ID));
+        g.static_members.insert("inst".into(), leader.clone());
+        assert_eq!(check_member(&g, &follower, Some("inst"), None), Err(FENCED_INSTANCE_ID));
+    }
+
+    #[test]
+    fn replay_restores_offsets_and_members() {
+        let mut groups = HashMap::new();
+        let offset = |o| CommittedOffset { offset: o, leader_epoch: -1, metadata: String::new(), commit_ms: 0 };
+        apply(&mut groups, Entry::Offset { group: "g".into(), topic: "t".into(), partition: 0, value: Some(offset(5)) });
+        apply(&mut groups, Entry::Offset { group: "g".into(), topic: "t".into(), partition: 0, value: Some(offset(9)) });
+        apply(&mut groups, Entry::Offset { group: "g".into(), topic: "t".into(), partition: 1, value: Some(offset(1)) });
+        apply(&mut groups, Entry::Offset { group: "g".into(), topic: "t".into(), partition: 1, value: None });
+        let stored = StoredGroup {
+            protocol_type: "consumer".into(),
+            generation: 4,
+            protocol: Some("range".into()),
+            leader: Some("m1".into()),
+            state_ms: 0,
+            members: vec![StoredMember {
+                member_id: "m1".into(),
+                instance_id: Some("i1".into()),
+                client_id: "c".into(),
+                client_host: "h".into(),
+                rebalance_timeout_ms: 1,
+                session_timeout_ms: 6000,
+                subscription: Bytes::from_static(b"s"),
+                assignment: Bytes::from_static(b"a"),
+            }],
+        };
+        apply(&mut groups, Entry::Group { group: "g".into(), value: Some(stored) });
+        let g = &groups["g"];
+        assert_eq!(g.offsets.len(), 1);
+        assert_eq!(g.offsets[&("t".to_string(), 0)].offset, 9);
+        assert_eq!((g.state, g.generation), (GroupState::Stable, 4));
+        assert_eq!(g.static_members["i1"], "m1");
+        assert_eq!(g.members["m1"].assignment, Bytes::from_static(b"a"));
+        apply(&mut groups, Entry::Group { group: "g".into(), value: None });
+        assert!(groups.is_empty());
+    }
+
+    #[test]
+    fn consumer_subscription_topics() {
+        let mut b = vec![0u8, 1, 0, 0, 0, 2];
+        for t in ["ab", "c"] {
+            b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+            b.extend_from_slice(t.as_bytes());
+        }
+        assert_eq!(subscribed_topics(&b), Some(vec!["ab".to_string(), "c".to_string()]));
+        assert_eq!(subscribed_topics(&b[..7]), None);
+        assert_eq!(subscribed_topics(&[]), None);
     }
 }
