@@ -154,15 +154,6 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
         error_code: 0,
         session_id: 0,
     };
-    let zero_copy: u64 = topics
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .filter_map(|p| p.records.as_ref().map(|s| s.len as u64))
-        .sum();
-    shard
-        .stats
-        .zero_copy_bytes
-        .set(shard.stats.zero_copy_bytes.get() + zero_copy);
     Ok(Response::Frame(fetch_response::encode(header, &topics)))
 }
 

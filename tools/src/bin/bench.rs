@@ -286,7 +286,7 @@ fn producer(o: Options, id: u32, leaders: Vec<String>, shared: Arc<Shared>) -> R
     let started = Instant::now();
     let mut sent_total: u64 = 0;
     let mut seqs = vec![0u64; partitions as usize];
-    let mut partition = (id as i32) % partitions;
+    let mut partition = ((id & 0xff) as i32) % partitions;
     while !shared.stop.load(Ordering::Relaxed) {
         let addr = &leaders[partition as usize];
         if !conns.contains_key(addr) {
@@ -660,7 +660,10 @@ fn run(o: Options) -> Result<bool, String> {
     if produce {
         for id in 0..o.producers.max(1) {
             let (o, l, s) = (o.clone(), leaders.clone(), shared.clone());
-            producers.push(std::thread::spawn(move || producer(o, id as u32, l, s)));
+            // Producer ids are unique per run, so runs on the same topic
+            // never mix sequences.
+            let producer_id = (std::process::id() & 0x00ff_ffff) << 8 | (id as u32 & 0xff);
+            producers.push(std::thread::spawn(move || producer(o, producer_id, l, s)));
         }
     }
     println!(
