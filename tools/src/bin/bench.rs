@@ -284,6 +284,7 @@ fn producer(o: Options, id: u32, leaders: Vec<String>, shared: Arc<Shared>) -> R
     let per_batch = (o.batch_bytes / o.message_size).max(1);
     let rate_per_producer = if o.rate > 0 { (o.rate as f64 / o.producers as f64).max(1.0) } else { 0.0 };
     let started = Instant::now();
+    let started_ns = now_ns();
     let mut sent_total: u64 = 0;
     let mut seqs = vec![0u64; partitions as usize];
     let mut partition = ((id & 0xff) as i32) % partitions;
@@ -330,16 +331,23 @@ fn producer(o: Options, id: u32, leaders: Vec<String>, shared: Arc<Shared>) -> R
         let linger_deadline = Instant::now() + o.linger;
         while records.len() < per_batch {
             let intended_ns = if rate_per_producer > 0.0 {
-                let due = started + Duration::from_secs_f64(sent_total as f64 / rate_per_producer);
+                // Paced: every message has a due time; messages already due
+                // go out at once, and a batch is sent as soon as the next
+                // message is not due yet (sleeping only with nothing to send).
+                let offset = Duration::from_secs_f64(sent_total as f64 / rate_per_producer);
+                let due = started + offset;
                 let now = Instant::now();
                 if due > now {
-                    if !records.is_empty() && due > linger_deadline {
+                    if !records.is_empty() {
                         break;
                     }
                     std::thread::sleep(due - now);
                 }
-                now_ns().saturating_sub(Instant::now().saturating_duration_since(due).as_nanos() as u64)
+                started_ns + offset.as_nanos() as u64
             } else {
+                if !records.is_empty() && Instant::now() >= linger_deadline {
+                    break;
+                }
                 now_ns()
             };
             let seq = seqs[partition as usize];
