@@ -269,28 +269,7 @@ impl Group {
 /// Requests to the coordinator shard of a group.
 pub enum GroupCall {
     /// JoinGroup.
-    Join {
-        /// Version of the request.
-        version: i16,
-        /// Group id.
-        group: String,
-        /// Member id ("" for a new member).
-        member_id: String,
-        /// Static instance id.
-        instance_id: Option<String>,
-        /// Client id.
-        client_id: String,
-        /// Client host.
-        client_host: String,
-        /// Session timeout.
-        session_timeout_ms: i32,
-        /// Rebalance timeout.
-        rebalance_timeout_ms: i32,
-        /// Protocol type.
-        protocol_type: String,
-        /// Protocols.
-        protocols: Vec<(String, Bytes)>,
-    },
+    Join(JoinArgs),
     /// SyncGroup.
     Sync {
         /// Group id.
@@ -573,35 +552,7 @@ async fn persist_group(shard: &Rc<Shard>, group: &str) {
 /// Handles a call on the coordinator shard.
 pub async fn handle(shard: &Rc<Shard>, call: GroupCall) -> GroupReply {
     match call {
-        GroupCall::Join {
-            version,
-            group,
-            member_id,
-            instance_id,
-            client_id,
-            client_host,
-            session_timeout_ms,
-            rebalance_timeout_ms,
-            protocol_type,
-            protocols,
-        } => GroupReply::Join(
-            join(
-                shard,
-                JoinArgs {
-                    version,
-                    group,
-                    member_id,
-                    instance_id,
-                    client_id,
-                    client_host,
-                    session_timeout_ms,
-                    rebalance_timeout_ms,
-                    protocol_type,
-                    protocols,
-                },
-            )
-            .await,
-        ),
+        GroupCall::Join(args) => GroupReply::Join(join(shard, args).await),
         GroupCall::Sync {
             group,
             generation,
@@ -633,17 +584,28 @@ pub async fn handle(shard: &Rc<Shard>, call: GroupCall) -> GroupReply {
     }
 }
 
-struct JoinArgs {
-    version: i16,
-    group: String,
-    member_id: String,
-    instance_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    session_timeout_ms: i32,
-    rebalance_timeout_ms: i32,
-    protocol_type: String,
-    protocols: Vec<(String, Bytes)>,
+/// A JoinGroup request.
+pub struct JoinArgs {
+    /// Version of the request.
+    pub version: i16,
+    /// Group id.
+    pub group: String,
+    /// Member id ("" for a new member).
+    pub member_id: String,
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Session timeout.
+    pub session_timeout_ms: i32,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// Protocols in preference order with their metadata.
+    pub protocols: Vec<(String, Bytes)>,
 }
 
 fn join_error(code: i16, member_id: &str) -> JoinReply {

@@ -73,7 +73,7 @@ async fn call(shard: &Rc<Shard>, group: &str, request: GroupCall) -> Option<Grou
 pub async fn join_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
     let r: JoinGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
-    let request = GroupCall::Join {
+    let request = GroupCall::Join(crate::groups::JoinArgs {
         version: ctx.version,
         group: group.clone(),
         member_id: r.member_id.to_string(),
@@ -84,7 +84,7 @@ pub async fn join_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Re
         rebalance_timeout_ms: r.rebalance_timeout_ms,
         protocol_type: r.protocol_type.to_string(),
         protocols: r.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
-    };
+    });
     let reply = match call(shard, &group, request).await {
         Some(GroupReply::Join(reply)) => reply,
         _ => crate::groups::JoinReply {

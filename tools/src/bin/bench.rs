@@ -14,18 +14,17 @@
 //! omission when paced with --rate).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use ringbroker::protocol::batch::{build_batch, parse_header, BATCH_HEADER_LEN};
+use ringbroker_tools::Conn;
 
 const HEADER_BYTES: usize = 20; // producer u32, sequence u64, send time ns u64
 
@@ -110,64 +109,6 @@ fn parse_args() -> Result<Options, String> {
         }
     }
     Ok(o)
-}
-
-/// A blocking Kafka connection.
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Conn {
-    fn open(addr: &str) -> Result<Conn, String> {
-        let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-        Ok(Conn { stream, correlation: 0 })
-    }
-
-    fn frame<Req: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, req: &Req) -> Result<(i32, Vec<u8>), String> {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("ringbroker-bench")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, Req::header_version(version))
-            .and_then(|()| req.encode(&mut buf, version))
-            .map_err(|e| format!("encode {key:?}: {e}"))?;
-        let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-        out.extend_from_slice(&buf);
-        Ok((self.correlation, out))
-    }
-
-    fn send<Req: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, req: &Req) -> Result<i32, String> {
-        let (corr, bytes) = self.frame(key, version, req)?;
-        self.stream.write_all(&bytes).map_err(|e| format!("send: {e}"))?;
-        Ok(corr)
-    }
-
-    fn recv<Resp: Decodable + HeaderVersion>(stream: &mut TcpStream, version: i16) -> Result<(i32, Resp), String> {
-        let mut size = [0u8; 4];
-        stream.read_exact(&mut size).map_err(|e| format!("receive: {e}"))?;
-        let size = i32::from_be_bytes(size);
-        if !(0..=512 << 20).contains(&size) {
-            return Err(format!("bad response size {size}"));
-        }
-        let mut body = vec![0u8; size as usize];
-        stream.read_exact(&mut body).map_err(|e| format!("receive: {e}"))?;
-        let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, Resp::header_version(version)).map_err(|e| format!("header: {e}"))?;
-        let resp = Resp::decode(&mut body, version).map_err(|e| format!("decode: {e}"))?;
-        Ok((header.correlation_id, resp))
-    }
-
-    fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, req: &Req) -> Result<Resp, String> {
-        self.send(key, version, req)?;
-        Conn::recv(&mut self.stream, version).map(|(_, r)| r)
-    }
 }
 
 fn name(s: &str) -> TopicName {

@@ -7,56 +7,12 @@
 //!   ringbroker-groups [--bootstrap HOST:PORT] describe GROUP...
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-
-struct Client {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Client {
-    fn connect(addr: &str) -> Result<Client, String> {
-        let stream = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-        Ok(Client { stream, correlation: 0 })
-    }
-
-    fn call<Req, Resp>(&mut self, key: ApiKey, version: i16, request: &Req) -> Result<Resp, String>
-    where
-        Req: Encodable + HeaderVersion,
-        Resp: Decodable + HeaderVersion,
-    {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("ringbroker-groups")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, Req::header_version(version))
-            .and_then(|()| request.encode(&mut buf, version))
-            .map_err(|e| format!("encoding {key:?}: {e}"))?;
-        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&buf);
-        self.stream.write_all(&frame).map_err(|e| format!("send: {e}"))?;
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).map_err(|e| format!("receive: {e}"))?;
-        let size = i32::from_be_bytes(size).max(0) as usize;
-        let mut body = vec![0u8; size.min(256 << 20)];
-        self.stream.read_exact(&mut body).map_err(|e| format!("receive: {e}"))?;
-        let mut body = Bytes::from(body);
-        ResponseHeader::decode(&mut body, Resp::header_version(version)).map_err(|e| format!("{key:?} header: {e}"))?;
-        Resp::decode(&mut body, version).map_err(|e| format!("{key:?} response: {e}"))
-    }
-}
+use kafka_protocol::protocol::StrBytes;
+use ringbroker_tools::Conn;
 
 /// Topic → partitions of a consumer-protocol assignment.
 fn parse_assignment(bytes: &[u8]) -> BTreeMap<String, Vec<i32>> {
@@ -85,7 +41,7 @@ fn parse_assignment(bytes: &[u8]) -> BTreeMap<String, Vec<i32>> {
     out
 }
 
-fn list(client: &mut Client) -> Result<(), String> {
+fn list(client: &mut Conn) -> Result<(), String> {
     let response: ListGroupsResponse = client.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())?;
     if response.error_code != 0 {
         return Err(format!("ListGroups failed with error {}", response.error_code));
@@ -97,7 +53,7 @@ fn list(client: &mut Client) -> Result<(), String> {
     Ok(())
 }
 
-fn describe(client: &mut Client, group: &str) -> Result<(), String> {
+fn describe(client: &mut Conn, group: &str) -> Result<(), String> {
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
     let described: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, 5, &request)?;
     let Some(d) = described.groups.into_iter().next() else {
@@ -203,7 +159,7 @@ fn main() -> ExitCode {
             _ => args.push(arg),
         }
     }
-    let mut client = match Client::connect(&bootstrap) {
+    let mut client = match Conn::open(&bootstrap) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ringbroker-groups: {e}");
