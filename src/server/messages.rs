@@ -174,8 +174,10 @@ pub enum ShardResponse {
     ListOffsets(Vec<ListOffsetsResult>),
     /// Per-item admin results, in request order.
     Admin(Vec<AdminResult>),
-    /// Done (WaitForData, ApplyCatalog).
+    /// Done (WaitForData).
     Done,
+    /// ApplyCatalog done; why partitions could not be opened, if so.
+    Applied(Option<String>),
     /// The coordinator's answer.
     Group(crate::groups::GroupReply),
 }

@@ -117,9 +117,20 @@ pub fn check_io_uring() -> Result<(), StartupError> {
 /// and fails when locked memory is still too small for `shards` shards.
 pub fn check_limits(shards: usize) -> Result<(), StartupError> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    // Every partition keeps its active segment open (twice: a read handle
+    // for sendfile and an io_uring write handle). Root may raise the hard
+    // limit up to fs.nr_open; others get their hard limit.
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(hard);
+        let wanted = nr_open.max(hard);
+        if setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted).is_err() && soft < hard {
             let _ignored = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+        if let Ok((now, _)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            log::debug!("open-file limit {now}");
         }
     }
     let needed = shards as u64 * (IO_MEMORY_BYTES_PER_SHARD as u64 + RING_MEMORY_BYTES_PER_SHARD);

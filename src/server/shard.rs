@@ -223,10 +223,13 @@ impl Shard {
 
     /// Adopts a new catalog: opens new local partitions, updates configs,
     /// removes deleted ones (and their files).
-    pub async fn apply_catalog(&self, catalog: Arc<Catalog>) {
-        if let Err(e) = self.open_owned_partitions(&catalog) {
+    /// Returns why partitions could not be opened, if they could not
+    /// (they are retried with the next catalog change).
+    pub async fn apply_catalog(&self, catalog: Arc<Catalog>) -> Option<String> {
+        let failure = self.open_owned_partitions(&catalog).err().map(|e| {
             log::error!("{}: opening partitions failed: {e}", self.id);
-        }
+            format!("{}: opening partition files failed: {e}", self.id)
+        });
         let removed: Vec<Rc<Partition>> = {
             let mut partitions = self.partitions.borrow_mut();
             let gone: Vec<(String, i32)> = partitions
@@ -253,6 +256,7 @@ impl Shard {
                 log::error!("deleting {}-{}: {e}", partition.topic, partition.index);
             }
         }
+        failure
     }
 
     /// Sends `request` to `target` and waits for the answer.
@@ -282,10 +286,7 @@ impl Shard {
                 ShardResponse::ListOffsets(self.list_offsets_local(&parts))
             }
             ShardRequest::Admin(admin) => ShardResponse::Admin(self.admin_local(admin).await),
-            ShardRequest::ApplyCatalog(catalog) => {
-                self.apply_catalog(catalog).await;
-                ShardResponse::Done
-            }
+            ShardRequest::ApplyCatalog(catalog) => ShardResponse::Applied(self.apply_catalog(catalog).await),
             ShardRequest::Group(call) => ShardResponse::Group(crate::groups::handle(self, call).await),
         }
     }
@@ -639,6 +640,10 @@ impl Shard {
             return vec![AdminResult::default()];
         };
         let mut catalog = (*self.catalog()).clone();
+        let opens_partitions = matches!(
+            request,
+            AdminRequest::CreateTopics { .. } | AdminRequest::CreatePartitions { .. }
+        );
         let (results, changed) = crate::server::admin::apply(&mut catalog, request, self.config.num_partitions);
         if changed {
             catalog.version += 1;
@@ -658,21 +663,46 @@ impl Shard {
                     })
                     .collect();
             }
-            self.broadcast_catalog(Arc::new(catalog)).await;
+            let failure = self.broadcast_catalog(Arc::new(catalog)).await;
+            if let (Some(failure), true) = (failure, opens_partitions) {
+                // The change is recorded, but some partitions cannot serve.
+                return results
+                    .into_iter()
+                    .map(|r| {
+                        if r.error_code == 0 && r.topic.is_some() {
+                            AdminResult {
+                                error_code: ErrorCode::KafkaStorageError.code(),
+                                message: Some(failure.clone()),
+                                topic: r.topic,
+                            }
+                        } else {
+                            r
+                        }
+                    })
+                    .collect();
+            }
         }
         results
     }
 
-    /// Sends the catalog to every shard and waits until all have applied it.
-    async fn broadcast_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) {
+    /// Sends the catalog to every shard and waits until all have applied
+    /// it. Returns the first failure to open partitions, if any.
+    async fn broadcast_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) -> Option<String> {
         let others = (0..self.count)
             .map(ShardId)
             .filter(|s| *s != self.id)
             .map(|s| self.call(s, ShardRequest::ApplyCatalog(catalog.clone())));
-        let (_, _) = futures::join!(
+        let (local, remote) = futures::join!(
             self.apply_catalog(catalog.clone()),
             futures::future::join_all(others)
         );
+        local.or_else(|| {
+            remote.into_iter().find_map(|r| match r {
+                Some(ShardResponse::Applied(failure)) => failure,
+                Some(_) => None,
+                None => Some("a shard did not answer".to_string()),
+            })
+        })
     }
 
     /// A new producer id, unique across shards and restarts: the clock in
@@ -698,8 +728,9 @@ impl Shard {
             .filter(|p| !p.deleted.get())
             .flat_map(|p| p.log.borrow().shutdown_files())
             .collect();
+        let data_dir = self.config.data_dir.clone();
         let written = glommio::executor()
-            .spawn_blocking(move || crate::storage::log::write_files_synced(&files))
+            .spawn_blocking(move || crate::storage::log::write_files_then_syncfs(&files, &data_dir))
             .await;
         if let Err(e) = written {
             log::error!("{}: writing index files at shutdown failed: {e}", self.id);
