@@ -22,6 +22,10 @@ const RING_MEMORY_BYTES_PER_SHARD: u64 = 1024 * 1024;
 /// After a stop signal, the process exits by force if shards have not
 /// finished within this long.
 const FORCED_EXIT_AFTER: Duration = Duration::from_secs(15);
+/// How often idle partitions are checked for write handles to close.
+const IDLE_WRITER_CHECK: Duration = Duration::from_secs(10);
+/// A partition not appended to for this long closes its write handle.
+const IDLE_WRITER_MS: i64 = 60_000;
 /// How long a busy listen port is retried at startup.
 const PORT_WAIT: Duration = Duration::from_secs(10);
 /// Name of the lock file that keeps two brokers off one data directory.
@@ -374,6 +378,26 @@ async fn shard_main(
         .map(|t| t.detach())
         .ok()
     };
+    // Partitions not written for a while give back their write handle, so
+    // an idle partition holds one file descriptor.
+    let idle_writers = {
+        let shard = shard.clone();
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(IDLE_WRITER_CHECK).await;
+                    let now = crate::server::shard::now_ms();
+                    let partitions: Vec<_> = shard.partitions.borrow().values().cloned().collect();
+                    for partition in partitions {
+                        partition.log.borrow_mut().close_idle_writer(now, IDLE_WRITER_MS);
+                    }
+                }
+            },
+            background,
+        )
+        .map(|t| t.detach())
+        .ok()
+    };
     let periodic_sync = config.log_flush_interval_ms.and_then(|ms| {
         let shard = shard.clone();
         let every = Duration::from_millis(ms.max(1));
@@ -429,5 +453,5 @@ async fn shard_main(
         syncs,
         shard.stats.zero_copy_bytes.get()
     );
-    drop((inbox, flusher, retention, periodic_sync, group_timers));
+    drop((inbox, flusher, retention, periodic_sync, group_timers, idle_writers));
 }

@@ -145,6 +145,8 @@ pub struct PartitionLog {
     pending_bytes: usize,
     producers: ProducerStates,
     failed: Option<String>,
+    last_append_ms: i64,
+    appended_since_open: bool,
 }
 
 /// What the flusher must do for a partition in one round.
@@ -197,6 +199,8 @@ impl PartitionLog {
             pending_bytes: 0,
             producers,
             failed: None,
+            last_append_ms: now_ms,
+            appended_since_open: false,
         })
     }
 
@@ -267,6 +271,13 @@ impl PartitionLog {
         if let Some(duplicate) = self.check_sequences(&headers)? {
             return Ok(duplicate);
         }
+        if let Some(active) = self.segments.back_mut() {
+            if let Err(e) = active.writer() {
+                return Err(AppendError::StorageFailed(format!("cannot open the active segment for writing: {e}")));
+            }
+        }
+        self.last_append_ms = now_ms;
+        self.appended_since_open = true;
         let log_append_time_ms = if self.config.log_append_time { now_ms } else { -1 };
         let base_offset = self.next_offset;
         for (header, range) in headers {
@@ -346,7 +357,7 @@ impl PartitionLog {
         let file = segment
             .write_file
             .clone()
-            .expect("the active segment is writable");
+            .expect("append opened the active segment's write handle");
         segment.bytes_since_index += len;
         if should_index(segment.bytes_since_index, self.config.index_interval_bytes)
             && position <= u64::from(u32::MAX)
@@ -425,7 +436,7 @@ impl PartitionLog {
     /// inline; data I/O stays with the flusher.
     fn roll(&mut self, now_ms: i64) {
         let base = self.next_offset;
-        match Segment::create(&self.dir, base, now_ms) {
+        match Segment::create(&self.dir, base, now_ms).and_then(|mut s| s.writer().map(|_| s)) {
             Ok(new_segment) => {
                 let old = self.segments.back_mut().expect("active segment");
                 let (index_path, time_path) = old.index_paths();
@@ -451,6 +462,23 @@ impl PartitionLog {
                 log::error!("cannot roll segment in {}: {e}", self.dir.display());
             }
         }
+    }
+
+    /// Closes the active segment's write handle when nothing was appended
+    /// for `idle_ms` and everything is written and durable (it reopens on
+    /// the next append). Returns whether a handle was closed.
+    pub fn close_idle_writer(&mut self, now_ms: i64, idle_ms: i64) -> bool {
+        if !self.pending.is_empty()
+            || self.durable_offset < self.next_offset
+            || self.sync_wanted > self.durable_offset
+            || now_ms - self.last_append_ms < idle_ms
+        {
+            return false;
+        }
+        self.segments
+            .back_mut()
+            .and_then(|s| s.write_file.take())
+            .is_some()
     }
 
     /// Asks the flusher to make everything appended so far durable.
@@ -618,6 +646,10 @@ impl PartitionLog {
     /// the producer snapshot.
     pub fn shutdown_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut files = Vec::new();
+        if !self.appended_since_open {
+            // Nothing changed since these files were written or rebuilt.
+            return files;
+        }
         if let Some(active) = self.segments.back() {
             let (index_path, time_path) = active.index_paths();
             files.push((index_path, active.index.encode()));
@@ -684,7 +716,6 @@ fn open_sealed(
 ) -> io::Result<Segment> {
     let size = file.metadata()?.len();
     let mut segment = Segment::from_file(path, file, base, size, next_base, now_ms)?;
-    segment.write_file = None;
     let (index_path, time_path) = segment.index_paths();
     let index = fs::read(&index_path)
         .ok()
@@ -864,6 +895,32 @@ mod tests {
             let slice = log.read(19, 10).expect("read").expect("data");
             assert!(slice.len > 0);
             assert_eq!(log.offset_for_timestamp(1041).expect("lookup"), Some((9, 1041)));
+        });
+    }
+
+    #[test]
+    fn idle_write_handles_close_and_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        on_executor(move || async move {
+            let log = PartitionLog::open(&path, LogConfig::default(), 0).expect("open");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            let flusher = Flusher::new();
+            partition.log.borrow_mut().append(&batch(&[b"one"], 1), 100).expect("append");
+            // Not durable yet: the handle stays.
+            assert!(!partition.log.borrow_mut().close_idle_writer(1_000_000, 1000));
+            partition.log.borrow_mut().request_sync();
+            flush(&flusher, &partition).await;
+            assert!(!partition.log.borrow_mut().close_idle_writer(200, 1000), "not idle long enough");
+            assert!(partition.log.borrow_mut().close_idle_writer(1_000_000, 1000));
+            assert!(partition.log.borrow().segments.back().expect("active").write_file.is_none());
+            partition.log.borrow_mut().append(&batch(&[b"two"], 2), 1_000_001).expect("append reopens");
+            partition.log.borrow_mut().request_sync();
+            flush(&flusher, &partition).await;
+            let log = partition.log.borrow();
+            assert_eq!((log.high_watermark(), log.durable_offset()), (2, 2));
+            let bytes = log.read(0, 1 << 20).expect("read").expect("data").read_to_vec().expect("file");
+            assert_eq!(crate::protocol::batch::batches(&bytes).count(), 2);
         });
     }
 

@@ -71,7 +71,8 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates an empty segment file for `base_offset` in `dir`.
+    /// Creates an empty segment file for `base_offset` in `dir` (the write
+    /// handle opens on first use).
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
         let path = dir.join(file_name(base_offset, "log"));
         let file = OpenOptions::new()
@@ -83,7 +84,25 @@ impl Segment {
         Self::from_file(path, file, base_offset, 0, base_offset, now_ms)
     }
 
-    /// Wraps an existing, recovered file of `size` valid bytes.
+    /// The io_uring write handle, opened (a duplicate of the read handle)
+    /// when the segment has none: partitions that are not being written
+    /// hold one file descriptor, not two.
+    pub fn writer(&mut self) -> io::Result<Rc<glommio::io::BufferedFile>> {
+        if let Some(file) = &self.write_file {
+            return Ok(file.clone());
+        }
+        let write_fd = self.read_file.try_clone()?;
+        let file = {
+            use std::os::unix::io::{FromRawFd, IntoRawFd};
+            // SAFETY: the fd was just duplicated and is owned by nobody else.
+            Rc::new(unsafe { glommio::io::BufferedFile::from_raw_fd(write_fd.into_raw_fd()) })
+        };
+        self.write_file = Some(file.clone());
+        Ok(file)
+    }
+
+    /// Wraps an existing, recovered file of `size` valid bytes (no write
+    /// handle yet; see [`Segment::writer`]).
     pub fn from_file(
         path: PathBuf,
         file: File,
@@ -92,17 +111,11 @@ impl Segment {
         next_offset: i64,
         now_ms: i64,
     ) -> io::Result<Segment> {
-        let write_fd = file.try_clone()?;
-        let write_file = {
-            use std::os::unix::io::{FromRawFd, IntoRawFd};
-            // SAFETY: the fd was just duplicated and is owned by nobody else.
-            unsafe { glommio::io::BufferedFile::from_raw_fd(write_fd.into_raw_fd()) }
-        };
         Ok(Segment {
             base_offset,
             path,
             read_file: Arc::new(file),
-            write_file: Some(Rc::new(write_file)),
+            write_file: None,
             size,
             written: size,
             next_offset,
