@@ -40,6 +40,10 @@ pub const SOCKET_SEND_TIMEOUT_MS: u64 = 30_000;
 pub const IO_MEMORY_BYTES_PER_SHARD: usize = 2 * 1024 * 1024;
 /// Threads in each shard's blocking pool (sendfile hand-off).
 pub const BLOCKING_THREADS_PER_SHARD: usize = 4;
+/// Bytes a partition may have written but not synced before the flusher
+/// syncs them in the background (acks 0/1): bounds dirty page cache so the
+/// kernel's writeback never stalls appends for long.
+pub const UNSYNCED_BYTES_PER_PARTITION_MAX: u64 = 16 * 1024 * 1024;
 /// Bytes preallocated at a time ahead of the active segment's end.
 pub const SEGMENT_PREALLOCATE_BYTES: u64 = 64 * 1024 * 1024;
 /// Size of the v2 record-batch header.

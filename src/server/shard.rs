@@ -723,6 +723,11 @@ impl Shard {
             self.flusher.schedule(partition, 0);
         }
         self.flusher.round().await;
+        // Let in-flight syncs finish (bounded; syncfs below covers the rest).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while partitions.iter().any(|p| p.syncing.get()) && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+        }
         let files: Vec<_> = partitions
             .iter()
             .filter(|p| !p.deleted.get())

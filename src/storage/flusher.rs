@@ -82,7 +82,7 @@ impl Flusher {
     }
 
     /// Performs one round over everything queued now.
-    pub async fn round(&self) {
+    pub async fn round(self: &Rc<Self>) {
         let Ok(_turn) = self.round_lock.acquire_permit(1).await else {
             return;
         };
@@ -103,7 +103,7 @@ impl Flusher {
             if work.sync.is_some() {
                 self.syncs.set(self.syncs.get() + 1);
             }
-            jobs.push(flush_partition(partition, work));
+            jobs.push(flush_partition(self.clone(), partition, work));
         }
         futures::future::join_all(jobs).await;
         self.pending_bytes
@@ -112,11 +112,42 @@ impl Flusher {
     }
 }
 
-async fn flush_partition(partition: Rc<Partition>, work: FlushWork) {
+async fn flush_partition(flusher: Rc<Flusher>, partition: Rc<Partition>, work: FlushWork) {
+    let sync = work.sync.clone().map(|file| (file, work.sync_offset));
     if let Err(reason) = perform(&partition, work).await {
         partition.log.borrow_mut().fail(reason);
+        partition.notify();
+        return;
     }
     partition.notify();
+    let Some((file, offset)) = sync else { return };
+    if partition.syncing.replace(true) {
+        // A sync is in flight; when it ends it queues the partition again.
+        return;
+    }
+    // The sync runs on its own so the next round's writes (and acks=1
+    // answers) do not wait behind it; one sync per partition at a time,
+    // covering every batch written before it started (group commit).
+    glommio::spawn_local(async move {
+        let result = file.fdatasync().await;
+        {
+            let mut log = partition.log.borrow_mut();
+            match result {
+                Ok(()) => log.mark_durable(offset),
+                Err(e) => log.fail(format!("fdatasync failed: {e}")),
+            }
+        }
+        partition.syncing.set(false);
+        partition.notify();
+        let again = {
+            let log = partition.log.borrow();
+            log.sync_pending() && log.failure().is_none()
+        };
+        if again {
+            flusher.schedule(&partition, 0);
+        }
+    })
+    .detach();
 }
 
 async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
@@ -149,12 +180,6 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
                     .map_err(|e| format!("writing segment indexes failed: {e}"))?;
             }
         }
-    }
-    if let Some(file) = work.sync {
-        file.fdatasync()
-            .await
-            .map_err(|e| format!("fdatasync failed: {e}"))?;
-        partition.log.borrow_mut().mark_durable(work.sync_offset);
     }
     Ok(())
 }

@@ -147,6 +147,7 @@ pub struct PartitionLog {
     failed: Option<String>,
     last_append_ms: i64,
     appended_since_open: bool,
+    unsynced_bytes: u64,
 }
 
 /// What the flusher must do for a partition in one round.
@@ -201,6 +202,7 @@ impl PartitionLog {
             failed: None,
             last_append_ms: now_ms,
             appended_since_open: false,
+            unsynced_bytes: 0,
         })
     }
 
@@ -342,6 +344,11 @@ impl PartitionLog {
         log_append_time_ms: i64,
     ) {
         let len = bytes.len() as u64;
+        self.unsynced_bytes += len;
+        if self.unsynced_bytes >= crate::limits::UNSYNCED_BYTES_PER_PARTITION_MAX {
+            self.unsynced_bytes = 0;
+            self.request_sync();
+        }
         if self.should_roll(len, now_ms) {
             self.roll(now_ms);
         }
@@ -484,6 +491,11 @@ impl PartitionLog {
     /// Asks the flusher to make everything appended so far durable.
     pub fn request_sync(&mut self) {
         self.sync_wanted = self.next_offset;
+    }
+
+    /// True when appended data waits for a sync.
+    pub fn sync_pending(&self) -> bool {
+        self.sync_wanted > self.durable_offset
     }
 
     /// True when the flusher has work for this partition.
@@ -842,9 +854,19 @@ mod tests {
             .expect("test body");
     }
 
-    async fn flush(flusher: &Flusher, partition: &Rc<Partition>) {
+    async fn flush(flusher: &Rc<Flusher>, partition: &Rc<Partition>) {
         flusher.schedule(partition, 0);
         flusher.round().await;
+        // Syncs complete on their own task.
+        for _ in 0..1000 {
+            if !partition.syncing.get() && !partition.log.borrow().sync_pending() {
+                break;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            if !partition.syncing.get() && partition.log.borrow().sync_pending() {
+                flusher.round().await;
+            }
+        }
     }
 
     #[test]
@@ -861,7 +883,7 @@ mod tests {
         on_executor(move || async move {
             let log = PartitionLog::open(&path, config, 0).expect("open");
             let partition = Rc::new(Partition::new("t".into(), 0, log));
-            let flusher = Flusher::new();
+            let flusher = Rc::new(Flusher::new());
             for i in 0..10i64 {
                 let appended = partition
                     .log
@@ -905,7 +927,7 @@ mod tests {
         on_executor(move || async move {
             let log = PartitionLog::open(&path, LogConfig::default(), 0).expect("open");
             let partition = Rc::new(Partition::new("t".into(), 0, log));
-            let flusher = Flusher::new();
+            let flusher = Rc::new(Flusher::new());
             partition.log.borrow_mut().append(&batch(&[b"one"], 1), 100).expect("append");
             // Not durable yet: the handle stays.
             assert!(!partition.log.borrow_mut().close_idle_writer(1_000_000, 1000));

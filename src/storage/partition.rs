@@ -21,6 +21,8 @@ pub struct Partition {
     pub queued: Cell<bool>,
     /// Set once the topic is deleted: waiters give up.
     pub deleted: Cell<bool>,
+    /// True while an fdatasync of this partition is in flight.
+    pub syncing: Cell<bool>,
 }
 
 impl Partition {
@@ -33,6 +35,7 @@ impl Partition {
             progress: event_listener::Event::new(),
             queued: Cell::new(false),
             deleted: Cell::new(false),
+            syncing: Cell::new(false),
         }
     }
 
