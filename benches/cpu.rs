@@ -89,7 +89,8 @@ fn index_lookup(c: &mut Criterion) {
 fn cross_shard(c: &mut Criterion) {
     use ringbroker_shards::{envelope, run_shards, Envelope, Mesh, RuntimeOptions, ShardId};
     type Msg = Envelope<u64, u64>;
-    c.bench_function("cross-shard request/reply round trip", |b| {
+    for spin_us in [0u64, 50] {
+    c.bench_function(&format!("cross-shard request/reply round trip, spin before park {spin_us} us"), |b| {
         b.iter_custom(|iters| {
             let endpoints = std::sync::Arc::new(std::sync::Mutex::new(Mesh::<Msg>::new(2, 1024).into_endpoints()));
             let elapsed = std::sync::Arc::new(std::sync::Mutex::new(Duration::ZERO));
@@ -99,6 +100,7 @@ fn cross_shard(c: &mut Criterion) {
                 io_memory_bytes: 1 << 20,
                 preempt_timer: Duration::from_millis(5),
                 blocking_threads: 1,
+                spin_before_park: Duration::from_micros(spin_us),
             };
             let (e, out) = (endpoints.clone(), elapsed.clone());
             run_shards(&options, move |shard: ShardId| {
@@ -128,6 +130,7 @@ fn cross_shard(c: &mut Criterion) {
             d
         })
     });
+    }
 }
 
 criterion_group! {

@@ -84,6 +84,9 @@ pub struct RuntimeOptions {
     pub preempt_timer: Duration,
     /// Threads in each shard's blocking pool (sendfile, directory syncs).
     pub blocking_threads: usize,
+    /// How long an idle executor spins before parking its thread: cross-core
+    /// messages arriving within it skip the wake-up (zero = park at once).
+    pub spin_before_park: Duration,
 }
 
 /// Starts one pinned executor per shard, each running `body(shard)`, and
@@ -110,6 +113,7 @@ where
             .name(&format!("{}-{}", options.name, index))
             .io_memory(options.io_memory_bytes)
             .preempt_timer(options.preempt_timer)
+            .spin_before_park(options.spin_before_park)
             .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(
                 options.blocking_threads.max(1),
             ))
@@ -172,6 +176,7 @@ mod tests {
             io_memory_bytes: 1 << 20,
             preempt_timer: Duration::from_millis(100),
             blocking_threads: 1,
+            spin_before_park: Duration::ZERO,
         };
         let body = move |shard: ShardId| {
             let endpoint = endpoints.lock().unwrap()[shard.0].take().unwrap();

@@ -240,6 +240,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
         io_memory_bytes: IO_MEMORY_BYTES_PER_SHARD,
         preempt_timer: Duration::from_millis(5),
         blocking_threads: BLOCKING_THREADS_PER_SHARD,
+        spin_before_park: Duration::from_micros(config.spin_before_park_us),
     };
     let body = {
         let config = config.clone();
