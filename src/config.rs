@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+use crate::storage::writer::WriteMode;
 use crate::limits::{INFLIGHT_REQUESTS_PER_CONNECTION_MAX_DEFAULT, REQUEST_BYTES_MAX_DEFAULT};
 
 /// A configuration problem, printed as one line.
@@ -473,6 +474,8 @@ pub struct BrokerConfig {
     /// ringbroker.spin.before.park.us: an idle shard spins this long before
     /// parking its thread (lower cross-shard latency for some CPU).
     pub spin_before_park_us: u64,
+    /// ringbroker.log.write.mode: buffered (page cache) or direct (O_DIRECT).
+    pub log_write_mode: WriteMode,
     /// Defaults of every topic config (the broker's log.* keys).
     pub topic_defaults: TopicConfig,
     /// Every key explicitly set, by Kafka name.
@@ -506,6 +509,7 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
             spin_before_park_us: 0,
+            log_write_mode: WriteMode::Buffered,
             topic_defaults: TopicConfig::default(),
             explicit: BTreeMap::new(),
         }
@@ -651,6 +655,13 @@ impl Builder {
             }
             "offsets.retention.minutes" => c.offsets_retention_minutes = parse_u64_range(key, value, 1, i64::MAX as u64)?,
             "ringbroker.spin.before.park.us" => c.spin_before_park_us = parse_u64_range(key, value, 0, 10_000)?,
+            "ringbroker.log.write.mode" => {
+                c.log_write_mode = WriteMode::parse(value).ok_or_else(|| ConfigError::InvalidValue {
+                    key: key.into(),
+                    value: value.into(),
+                    reason: "expected buffered or direct".into(),
+                })?
+            }
             "log.retention.ms" => self.retention_ms = Some((0, key.into(), value.into())),
             "log.retention.minutes" => self.retention_ms = precedence(self.retention_ms.take(), 1, key, value),
             "log.retention.hours" => self.retention_ms = precedence(self.retention_ms.take(), 2, key, value),
@@ -772,6 +783,7 @@ impl BrokerConfig {
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string(), ConfigType::Int),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string(), ConfigType::Int),
             ("ringbroker.spin.before.park.us", self.spin_before_park_us.to_string(), ConfigType::Long),
+            ("ringbroker.log.write.mode", self.log_write_mode.name().to_string(), ConfigType::String),
             ("log.flush.interval.ms", opt(self.log_flush_interval_ms), ConfigType::Long),
             ("log.flush.interval.messages", opt(self.log_flush_interval_messages), ConfigType::Long),
         ];

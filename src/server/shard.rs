@@ -20,6 +20,7 @@ use crate::server::errors::ErrorCode;
 use crate::server::messages::*;
 use crate::storage::flusher::Flusher;
 use crate::storage::log::{AppendError, LogConfig, PartitionLog, ReadError};
+use crate::storage::writer::WriteMode;
 use crate::storage::partition::Partition;
 
 /// Counters a shard keeps about itself.
@@ -75,7 +76,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// The log settings of a topic config.
-pub fn log_config(topic: &TopicConfig) -> LogConfig {
+pub fn log_config(topic: &TopicConfig, write_mode: WriteMode) -> LogConfig {
     // Without "delete" in cleanup.policy nothing is removed by retention.
     let deletes = topic.cleanup_policy.split(',').any(|p| p.trim() == "delete");
     LogConfig {
@@ -86,6 +87,8 @@ pub fn log_config(topic: &TopicConfig) -> LogConfig {
         index_interval_bytes: topic.index_interval_bytes,
         max_message_bytes: topic.max_message_bytes,
         log_append_time: topic.message_timestamp_type == TimestampType::LogAppendTime,
+        preallocate: topic.preallocate,
+        write_mode,
     }
 }
 
@@ -191,10 +194,10 @@ impl Shard {
 
     fn topic_log_config(&self, meta: &TopicMeta) -> LogConfig {
         match topic_config_from_overrides(&self.config.topic_defaults, &meta.configs) {
-            Ok(topic) => log_config(&topic),
+            Ok(topic) => log_config(&topic, self.config.log_write_mode),
             Err(e) => {
                 log::warn!("topic {}: bad stored config ({e}); using defaults", meta.name);
-                log_config(&self.config.topic_defaults)
+                log_config(&self.config.topic_defaults, self.config.log_write_mode)
             }
         }
     }
@@ -733,9 +736,14 @@ impl Shard {
             .filter(|p| !p.deleted.get())
             .flat_map(|p| p.log.borrow().shutdown_files())
             .collect();
+        let trims: Vec<_> = partitions
+            .iter()
+            .filter(|p| !p.deleted.get())
+            .filter_map(|p| p.log.borrow().padded_active())
+            .collect();
         let data_dir = self.config.data_dir.clone();
         let written = glommio::executor()
-            .spawn_blocking(move || crate::storage::log::write_files_then_syncfs(&files, &data_dir))
+            .spawn_blocking(move || crate::storage::log::write_files_then_syncfs(&files, &trims, &data_dir))
             .await;
         if let Err(e) = written {
             log::error!("{}: writing index files at shutdown failed: {e}", self.id);

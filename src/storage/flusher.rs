@@ -161,7 +161,7 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
                 end_offset,
             } => {
                 let end = position + data.len() as u64;
-                write_all_at(&file, data, position)
+                file.write_at(data, position)
                     .await
                     .map_err(|e| format!("write failed: {e}"))?;
                 partition
@@ -170,8 +170,8 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
                     .mark_written(segment_base, end, end_offset);
                 partition.notify();
             }
-            PendingOp::Seal { file, files, dir } => {
-                file.fdatasync()
+            PendingOp::Seal { file, size, files, dir } => {
+                file.seal(size)
                     .await
                     .map_err(|e| format!("fdatasync of sealed segment failed: {e}"))?;
                 glommio::executor()
@@ -180,28 +180,6 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
                     .map_err(|e| format!("writing segment indexes failed: {e}"))?;
             }
         }
-    }
-    Ok(())
-}
-
-/// Writes `data` at `position` with one io_uring write. A short write to a
-/// regular file only happens when the disk is full or failing, so it fails
-/// the partition rather than being retried (recovery truncates the tail).
-async fn write_all_at(
-    file: &glommio::io::BufferedFile,
-    data: Vec<u8>,
-    position: u64,
-) -> std::io::Result<()> {
-    let len = data.len();
-    let written = file
-        .write_at(data, position)
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    if written != len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::WriteZero,
-            format!("short write: {written} of {len} bytes (disk full?)"),
-        ));
     }
     Ok(())
 }

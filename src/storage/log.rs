@@ -22,6 +22,7 @@ use crate::storage::index::{OffsetIndex, TimeIndex};
 use crate::storage::producer::{ProducerBatch, ProducerStates, SequenceCheck};
 use crate::storage::recovery::{recover_segment, should_index};
 use crate::storage::segment::{file_name, FileSlice, Segment};
+use crate::storage::writer::{SegmentWriter, WriteMode};
 
 /// Name of the producer-state snapshot file in a partition directory.
 pub const PRODUCER_SNAPSHOT_FILE: &str = "producer.snapshot";
@@ -43,6 +44,21 @@ pub struct LogConfig {
     pub max_message_bytes: usize,
     /// Stamp batches with the broker's clock (message.timestamp.type=LogAppendTime).
     pub log_append_time: bool,
+    /// Reserve segment space ahead of appends (preallocate).
+    pub preallocate: bool,
+    /// Buffered or O_DIRECT appends (ringbroker.log.write.mode).
+    pub write_mode: WriteMode,
+}
+
+impl LogConfig {
+    /// Bytes reserved at a time ahead of the active segment's end (0 = off).
+    pub fn preallocate_step(&self) -> u64 {
+        if self.preallocate {
+            crate::limits::SEGMENT_PREALLOCATE_BYTES.min(self.segment_bytes)
+        } else {
+            0
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -55,6 +71,8 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_message_bytes: 1_048_588,
             log_append_time: false,
+            preallocate: true,
+            write_mode: WriteMode::Buffered,
         }
     }
 }
@@ -111,7 +129,7 @@ pub enum PendingOp {
         /// Base offset of the segment written.
         segment_base: i64,
         /// The segment's write handle.
-        file: Rc<glommio::io::BufferedFile>,
+        file: Rc<SegmentWriter>,
         /// Position in the file.
         position: u64,
         /// Bytes to write (many batches coalesced).
@@ -123,7 +141,9 @@ pub enum PendingOp {
     /// snapshot.
     Seal {
         /// The sealed segment's write handle.
-        file: Rc<glommio::io::BufferedFile>,
+        file: Rc<SegmentWriter>,
+        /// Bytes of data in the sealed segment (the file is cut there).
+        size: u64,
         /// (path, bytes) of files to write and fsync.
         files: Vec<(PathBuf, Vec<u8>)>,
         /// The partition directory, fsynced so the new segment's entry is durable.
@@ -155,7 +175,7 @@ pub struct FlushWork {
     /// Operations to perform in order.
     pub ops: Vec<PendingOp>,
     /// fdatasync the active file after the writes when set.
-    pub sync: Option<Rc<glommio::io::BufferedFile>>,
+    pub sync: Option<Rc<SegmentWriter>>,
     /// The offset the sync covers (high watermark after the writes).
     pub sync_offset: i64,
 }
@@ -274,7 +294,7 @@ impl PartitionLog {
             return Ok(duplicate);
         }
         if let Some(active) = self.segments.back_mut() {
-            if let Err(e) = active.writer() {
+            if let Err(e) = active.writer(self.config.write_mode, self.config.preallocate_step()) {
                 return Err(AppendError::StorageFailed(format!("cannot open the active segment for writing: {e}")));
             }
         }
@@ -443,7 +463,8 @@ impl PartitionLog {
     /// inline; data I/O stays with the flusher.
     fn roll(&mut self, now_ms: i64) {
         let base = self.next_offset;
-        match Segment::create(&self.dir, base, now_ms).and_then(|mut s| s.writer().map(|_| s)) {
+        let (mode, step) = (self.config.write_mode, self.config.preallocate_step());
+        match Segment::create(&self.dir, base, now_ms).and_then(|mut s| s.writer(mode, step).map(|_| s)) {
             Ok(new_segment) => {
                 let old = self.segments.back_mut().expect("active segment");
                 let (index_path, time_path) = old.index_paths();
@@ -458,6 +479,7 @@ impl PartitionLog {
                 if let Some(file) = old.write_file.take() {
                     self.pending.push(PendingOp::Seal {
                         file,
+                        size: old.size,
                         files,
                         dir: self.dir.clone(),
                     });
@@ -654,6 +676,15 @@ impl PartitionLog {
         removed
     }
 
+    /// The active segment's file and data size when direct writes may have
+    /// left block padding after the data (cut at shutdown).
+    pub fn padded_active(&self) -> Option<(std::sync::Arc<File>, u64)> {
+        if self.config.write_mode != WriteMode::Direct || !self.appended_since_open {
+            return None;
+        }
+        self.segments.back().map(|s| (s.read_file.clone(), s.written))
+    }
+
     /// Files to write on a clean shutdown: the active segment's indexes and
     /// the producer snapshot.
     pub fn shutdown_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
@@ -689,7 +720,16 @@ pub fn write_files_synced(files: &[(PathBuf, Vec<u8>)]) -> io::Result<()> {
 /// Writes every file, then makes them all durable with one `syncfs` of the
 /// filesystem holding `dir` (shutdown: thousands of partitions' index files
 /// without thousands of fsyncs).
-pub fn write_files_then_syncfs(files: &[(PathBuf, Vec<u8>)], dir: &Path) -> io::Result<()> {
+pub fn write_files_then_syncfs(
+    files: &[(PathBuf, Vec<u8>)],
+    trims: &[(std::sync::Arc<File>, u64)],
+    dir: &Path,
+) -> io::Result<()> {
+    for (file, size) in trims {
+        if file.metadata()?.len() > *size {
+            file.set_len(*size)?;
+        }
+    }
     for (path, bytes) in files {
         File::create(path)?.write_all_at(bytes, 0)?;
     }
@@ -871,12 +911,22 @@ mod tests {
 
     #[test]
     fn append_flush_read_roll_and_reopen() {
+        append_flush_read_roll_and_reopen_in(WriteMode::Buffered);
+    }
+
+    #[test]
+    fn append_flush_read_roll_and_reopen_direct() {
+        append_flush_read_roll_and_reopen_in(WriteMode::Direct);
+    }
+
+    fn append_flush_read_roll_and_reopen_in(write_mode: WriteMode) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t-0");
         let reopen_path = path.clone();
         let config = LogConfig {
             segment_bytes: 300,
             index_interval_bytes: 100,
+            write_mode,
             ..LogConfig::default()
         };
         let reopen_config = config.clone();
@@ -909,7 +959,16 @@ mod tests {
             assert_eq!(log.offset_for_timestamp(1041).expect("lookup"), Some((9, 1041)));
             assert_eq!(log.offset_for_timestamp(5000).expect("lookup"), None);
             assert_eq!(log.max_timestamp_offset(), Some((1091, 19)));
-            write_files_synced(&log.shutdown_files()).expect("shutdown files");
+            // Sealed segments hold exactly their data (no padding or
+            // preallocated space), whatever the write mode.
+            for segment in log.segments.iter().take(log.segment_count() - 1) {
+                assert_eq!(segment.read_file.metadata().expect("meta").len(), segment.size);
+            }
+            let trims: Vec<_> = log.padded_active().into_iter().collect();
+            assert_eq!(trims.len(), usize::from(write_mode == WriteMode::Direct));
+            write_files_then_syncfs(&log.shutdown_files(), &trims, log.dir()).expect("shutdown files");
+            let active = log.segments.back().expect("active");
+            assert_eq!(active.read_file.metadata().expect("meta").len(), active.size);
         });
         on_executor(move || async move {
             let log = PartitionLog::open(&reopen_path, reopen_config, 0).expect("reopen");

@@ -4,7 +4,8 @@
 //! Nouns: [`segment::Segment`] (one file), [`log::PartitionLog`] (a
 //! partition's segments and offsets), [`partition::Partition`] (a log plus
 //! its wake-ups, owned by one shard), [`flusher::Flusher`] (the shard's
-//! write-behind and group commit), `index`, `recovery`, `producer`.
+//! write-behind and group commit), [`writer::SegmentWriter`] (buffered or
+//! O_DIRECT appends), `index`, `recovery`, `producer`.
 
 pub mod flusher;
 pub mod index;
@@ -13,3 +14,4 @@ pub mod partition;
 pub mod producer;
 pub mod recovery;
 pub mod segment;
+pub mod writer;

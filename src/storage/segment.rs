@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::protocol::batch::{parse_header, BatchHeader, BATCH_HEADER_LEN};
 use crate::storage::index::{OffsetIndex, TimeIndex};
+use crate::storage::writer::{SegmentWriter, WriteMode};
 
 /// The file name of a segment, index or time index for a base offset.
 pub fn file_name(base_offset: i64, extension: &str) -> String {
@@ -48,8 +49,8 @@ pub struct Segment {
     pub path: PathBuf,
     /// Read-only handle shared with senders (sendfile) on any shard.
     pub read_file: Arc<File>,
-    /// io_uring write handle; `None` once the segment is sealed.
-    pub write_file: Option<Rc<glommio::io::BufferedFile>>,
+    /// io_uring write handle; `None` once the segment is sealed or idle.
+    pub write_file: Option<Rc<SegmentWriter>>,
     /// Bytes assigned, including those still pending write.
     pub size: u64,
     /// Bytes already written to the file.
@@ -66,8 +67,6 @@ pub struct Segment {
     pub created_ms: i64,
     /// Bytes appended since the last index entry.
     pub bytes_since_index: u64,
-    /// Bytes preallocated in the file.
-    pub preallocated: u64,
 }
 
 impl Segment {
@@ -84,19 +83,20 @@ impl Segment {
         Self::from_file(path, file, base_offset, 0, base_offset, now_ms)
     }
 
-    /// The io_uring write handle, opened (a duplicate of the read handle)
-    /// when the segment has none: partitions that are not being written
-    /// hold one file descriptor, not two.
-    pub fn writer(&mut self) -> io::Result<Rc<glommio::io::BufferedFile>> {
+    /// The io_uring write handle, opened when the segment has none:
+    /// partitions that are not being written hold one file descriptor, not
+    /// two. `preallocate_step` is 0 for no preallocation.
+    pub fn writer(&mut self, mode: WriteMode, preallocate_step: u64) -> io::Result<Rc<SegmentWriter>> {
         if let Some(file) = &self.write_file {
             return Ok(file.clone());
         }
-        let write_fd = self.read_file.try_clone()?;
-        let file = {
-            use std::os::unix::io::{FromRawFd, IntoRawFd};
-            // SAFETY: the fd was just duplicated and is owned by nobody else.
-            Rc::new(unsafe { glommio::io::BufferedFile::from_raw_fd(write_fd.into_raw_fd()) })
-        };
+        let file = Rc::new(SegmentWriter::open(
+            mode,
+            self.path.clone(),
+            &self.read_file,
+            self.size,
+            preallocate_step,
+        )?);
         self.write_file = Some(file.clone());
         Ok(file)
     }
@@ -124,7 +124,6 @@ impl Segment {
             max_timestamp: -1,
             created_ms: now_ms,
             bytes_since_index: 0,
-            preallocated: 0,
         })
     }
 

@@ -7,6 +7,8 @@ import pathlib
 import threading
 import time
 
+import pytest
+
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition, OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -67,10 +69,13 @@ def stream_until_killed(broker, topic, acked, stop_after):
     return i
 
 
-def test_kill9_keeps_every_acknowledged_message(broker_factory):
-    broker = broker_factory(shards=2)
+@pytest.mark.parametrize("write_mode", ["buffered", "direct"])
+def test_kill9_keeps_every_acknowledged_message(broker_factory, write_mode):
+    """Both write modes; small segments so kills land around rolls too (in
+    direct mode a segment is cut to its data when sealed)."""
+    broker = broker_factory(shards=2, extra_args=["--override", f"ringbroker.log.write.mode={write_mode}"])
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    admin.create_topics([NewTopic("durable", 4, 1)])["durable"].result(30)
+    admin.create_topics([NewTopic("durable", 4, 1, config={"segment.bytes": "16384"})])["durable"].result(30)
     acked = {}
     for cycle in range(3):
         before = dict(acked)
@@ -91,6 +96,13 @@ def test_kill9_keeps_every_acknowledged_message(broker_factory):
     err, msg = results[0]
     assert err is None
     assert msg.offset() >= max(o for (p, o) in acked if p == 0) + 1
+    # Sealed segments hold only whole batches: no padding or preallocated
+    # space survives a roll.
+    broker.stop()
+    for p in range(4):
+        for seg in segment_files(broker.data_dir, "durable", p):
+            data = seg.read_bytes()
+            assert not data.endswith(b"\0" * 64), f"{seg} ends in zeros"
 
 
 def segment_files(data_dir, topic, partition):
