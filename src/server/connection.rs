@@ -3,11 +3,11 @@
 //! The reader reads frames and starts a handler task per request, queueing
 //! the tasks in a bounded FIFO (the pipelining bound); the writer awaits
 //! them in order, so responses leave in request order. Record bytes of
-//! Fetch responses go out with sendfile(2) on the shard's blocking pool.
+//! Fetch responses go out with sendfile(2) on the shard's blocking pool,
+//! one job per response.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -154,53 +154,83 @@ async fn write_frame(
     fd: RawFd,
     frame: ResponseFrame,
 ) -> std::io::Result<()> {
-    for chunk in frame.chunks {
-        match chunk {
-            Chunk::Bytes(bytes) => stream.write_all(&bytes).await?,
-            Chunk::File(slice) => {
-                let len = slice.len;
-                sendfile_all(fd, slice.file, slice.position, len).await?;
-                shard
-                    .stats
-                    .zero_copy_bytes
-                    .set(shard.stats.zero_copy_bytes.get() + len as u64);
+    let file_bytes: usize = frame
+        .chunks
+        .iter()
+        .map(|c| match c {
+            Chunk::File(slice) => slice.len,
+            Chunk::Bytes(_) => 0,
+        })
+        .sum();
+    if file_bytes == 0 {
+        for chunk in frame.chunks {
+            if let Chunk::Bytes(bytes) = chunk {
+                stream.write_all(&bytes).await?;
             }
         }
+        return stream.flush().await;
     }
-    stream.flush().await
+    // The whole response (headers by send, record bytes by sendfile) in one
+    // blocking-pool job: one thread hand-off per response, not one per
+    // partition (benches/zero_copy.rs has the per-chunk costs).
+    send_frame_blocking(fd, frame.chunks).await?;
+    shard
+        .stats
+        .zero_copy_bytes
+        .set(shard.stats.zero_copy_bytes.get() + file_bytes as u64);
+    Ok(())
 }
 
-/// Sends `len` bytes of `file` from `position` to the socket with
-/// sendfile(2), on the blocking pool so the shard thread never blocks.
-async fn sendfile_all(
-    socket: RawFd,
-    file: Arc<std::fs::File>,
-    position: u64,
-    len: usize,
-) -> std::io::Result<()> {
+/// Sends `chunks` in order on the blocking socket `socket`: in-memory bytes
+/// with send(2), file slices with sendfile(2). Runs on the shard's blocking
+/// pool so neither a full socket buffer nor a cold page read blocks the
+/// shard thread (the socket's send timeout bounds a stuck peer).
+async fn send_frame_blocking(socket: RawFd, chunks: Vec<Chunk>) -> std::io::Result<()> {
     glommio::executor()
         .spawn_blocking(move || {
             // SAFETY: the writer task keeps the socket open until this
             // blocking call returns (it awaits it).
             let out = unsafe { BorrowedFd::borrow_raw(socket) };
-            let mut offset = position as libc::off_t;
-            let mut left = len;
-            while left > 0 {
-                match nix::sys::sendfile::sendfile(out, file.as_ref(), Some(&mut offset), left) {
-                    Ok(0) => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "segment file shorter than expected",
-                        ))
-                    }
-                    Ok(n) => left -= n,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => return Err(std::io::Error::from(e)),
+            for chunk in &chunks {
+                match chunk {
+                    Chunk::Bytes(bytes) => send_all(out, bytes)?,
+                    Chunk::File(slice) => sendfile_all(out, &slice.file, slice.position, slice.len)?,
                 }
             }
             Ok(())
         })
         .await
+}
+
+fn send_all(out: BorrowedFd<'_>, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match nix::sys::socket::send(out.as_raw_fd(), bytes, nix::sys::socket::MsgFlags::MSG_NOSIGNAL) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e)),
+        }
+    }
+    Ok(())
+}
+
+fn sendfile_all(out: BorrowedFd<'_>, file: &std::fs::File, position: u64, len: usize) -> std::io::Result<()> {
+    let mut offset = position as libc::off_t;
+    let mut left = len;
+    while left > 0 {
+        match nix::sys::sendfile::sendfile(out, file, Some(&mut offset), left) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "segment file shorter than expected",
+                ))
+            }
+            Ok(n) => left -= n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e)),
+        }
+    }
+    Ok(())
 }
 
 fn set_send_timeout(fd: RawFd) {
