@@ -133,9 +133,74 @@ fn cross_shard(c: &mut Criterion) {
     }
 }
 
+/// The same round trip over glommio's shared channels (a request channel
+/// and a reply channel between two pinned executors), for comparison with
+/// the flume mesh the broker uses.
+fn cross_shard_glommio(c: &mut Criterion) {
+    use glommio::channels::shared_channel;
+    use ringbroker_shards::{run_shards, RuntimeOptions, ShardId};
+    c.bench_function("cross-shard round trip over glommio shared channels", |b| {
+        b.iter_custom(|iters| {
+            let (req_tx, req_rx) = shared_channel::new_bounded::<u64>(1024);
+            let (rep_tx, rep_rx) = shared_channel::new_bounded::<u64>(1024);
+            let halves = std::sync::Arc::new(std::sync::Mutex::new((
+                Some((req_tx, rep_rx)),
+                Some((req_rx, rep_tx)),
+            )));
+            let elapsed = std::sync::Arc::new(std::sync::Mutex::new(Duration::ZERO));
+            let options = RuntimeOptions {
+                shard_count: 2,
+                name: "bench".into(),
+                io_memory_bytes: 1 << 20,
+                preempt_timer: Duration::from_millis(5),
+                blocking_threads: 1,
+                spin_before_park: Duration::ZERO,
+            };
+            let out = elapsed.clone();
+            run_shards(&options, move |shard: ShardId| {
+                let mine = {
+                    let mut h = halves.lock().expect("lock");
+                    if shard.0 == 0 {
+                        (h.0.take(), None)
+                    } else {
+                        (None, h.1.take())
+                    }
+                };
+                let out = out.clone();
+                async move {
+                    match mine {
+                        (Some((tx, rx)), _) => {
+                            let (tx, rx) = (tx.connect().await, rx.connect().await);
+                            let start = Instant::now();
+                            for i in 0..iters {
+                                tx.send(i).await.expect("send");
+                                black_box(rx.recv().await);
+                            }
+                            *out.lock().expect("lock") = start.elapsed();
+                        }
+                        (_, Some((rx, tx))) => {
+                            let (rx, tx) = (rx.connect().await, tx.connect().await);
+                            for _ in 0..iters {
+                                match rx.recv().await {
+                                    Some(v) => tx.send(v + 1).await.expect("reply"),
+                                    None => return,
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .expect("shards");
+            let d = *elapsed.lock().expect("lock");
+            d
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = framing, validation, index_lookup, cross_shard
+    targets = framing, validation, index_lookup, cross_shard, cross_shard_glommio
 }
 criterion_main!(benches);

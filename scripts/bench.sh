@@ -32,10 +32,13 @@ echo "fio ceiling: $FIO_MBS MB/s"
 
 PORT=$((20000 + RANDOM % 20000))
 DATA="$BENCH_DIR/data"
+# Retention bounds the disk used by a full matrix (segments roll and are
+# deleted while it runs); the data directory goes when the script ends.
 "$ROOT/target/release/ringbroker" --listen "127.0.0.1:$PORT" --data-dir "$DATA" --shards "$SHARDS" \
-    > "$OUT/broker.log" 2>&1 &
+    --override log.retention.bytes=1073741824 --override log.segment.bytes=268435456 \
+    --override log.retention.check.interval.ms=10000 > "$OUT/broker.log" 2>&1 &
 BROKER=$!
-trap 'kill $BROKER 2>/dev/null || true; wait $BROKER 2>/dev/null || true' EXIT
+trap 'kill $BROKER 2>/dev/null || true; wait $BROKER 2>/dev/null || true; rm -rf "$DATA"' EXIT
 for _ in $(seq 100); do
     (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     sleep 0.1

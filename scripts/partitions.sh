@@ -18,7 +18,7 @@ start_broker() {
         [ $((SECONDS - t0)) -lt 120 ] || { echo "broker did not start"; exit 1; }
     done
 }
-trap 'kill $BROKER 2>/dev/null || true' EXIT
+trap 'kill $BROKER 2>/dev/null || true; wait $BROKER 2>/dev/null || true; rm -rf "$DIR/data"' EXIT
 start_broker
 t0=$(date +%s.%N)
 ./target/release/ringbroker-bench produce --bootstrap "127.0.0.1:$PORT" --topic many --partitions "$PARTITIONS" \

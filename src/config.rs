@@ -214,7 +214,9 @@ impl Default for TopicConfig {
             file_delete_delay_ms: 60_000,
             message_timestamp_difference_max_ms: i64::MAX,
             unclean_leader_election_enable: false,
-            preallocate: false,
+            // Kafka's default is false; ringbroker reserves 64 MiB extents
+            // ahead of appends (scripts/write-modes.sh measures both).
+            preallocate: true,
         }
     }
 }
@@ -231,7 +233,7 @@ const TOPIC_KEYS: &[(&str, &str, ConfigType, &str)] = &[
     ("message.timestamp.difference.max.ms", "log.message.timestamp.difference.max.ms", ConfigType::Long, "maximum difference between a record's timestamp and the broker's clock"),
     ("message.timestamp.type", "log.message.timestamp.type", ConfigType::String, "CreateTime or LogAppendTime"),
     ("min.insync.replicas", "min.insync.replicas", ConfigType::Int, "replicas that must acknowledge acks=all"),
-    ("preallocate", "log.preallocate", ConfigType::Boolean, "preallocate segment files"),
+    ("preallocate", "log.preallocate", ConfigType::Boolean, "reserve segment space ahead of appends (fallocate, 64 MiB steps)"),
     ("retention.bytes", "log.retention.bytes", ConfigType::Long, "size a partition may reach before old segments are deleted"),
     ("retention.ms", "log.retention.ms", ConfigType::Long, "age after which segments are deleted"),
     ("segment.bytes", "log.segment.bytes", ConfigType::Int, "segment file size"),
@@ -1022,6 +1024,18 @@ mod tests {
         assert!(matches!(run(&["--bogus"]), Err(ConfigError::Usage(_))));
         assert!(matches!(run(&["--listen"]), Err(ConfigError::Usage(_))));
         assert!(run(&["--override", "auto.create.topics.enable=maybe"]).is_err());
+        let e = run(&["--override", "ringbroker.log.write.mode=dma"]).unwrap_err().to_string();
+        assert_eq!(e, "invalid value 'dma' for ringbroker.log.write.mode: expected buffered or direct");
+    }
+
+    #[test]
+    fn write_mode_and_preallocation() {
+        let (c, _) = run(&[]).unwrap();
+        assert_eq!(c.log_write_mode, WriteMode::Buffered);
+        assert!(c.topic_defaults.preallocate);
+        let (c, _) = run(&["--override", "ringbroker.log.write.mode=direct", "--override", "log.preallocate=false"]).unwrap();
+        assert_eq!(c.log_write_mode, WriteMode::Direct);
+        assert!(!c.topic_defaults.preallocate);
     }
 
     #[test]

@@ -504,10 +504,20 @@ impl PartitionLog {
         {
             return false;
         }
-        self.segments
-            .back_mut()
-            .and_then(|s| s.write_file.take())
-            .is_some()
+        let Some(segment) = self.segments.back_mut() else {
+            return false;
+        };
+        let Some(writer) = segment.write_file.take() else {
+            return false;
+        };
+        if writer.may_extend_past_data() {
+            // Release reserved space and direct-mode padding (a metadata
+            // operation; the data before `size` is durable already).
+            if let Err(e) = segment.read_file.set_len(segment.size) {
+                log::warn!("{}: cannot release reserved space: {e}", segment.path.display());
+            }
+        }
+        true
     }
 
     /// Asks the flusher to make everything appended so far durable.
@@ -993,8 +1003,23 @@ mod tests {
             partition.log.borrow_mut().request_sync();
             flush(&flusher, &partition).await;
             assert!(!partition.log.borrow_mut().close_idle_writer(200, 1000), "not idle long enough");
+            {
+                use std::os::unix::fs::MetadataExt;
+                let log = partition.log.borrow();
+                let active = log.segments.back().expect("active");
+                let meta = active.read_file.metadata().expect("meta");
+                assert!(meta.blocks() * 512 >= 1 << 20, "space reserved ahead of the data");
+            }
             assert!(partition.log.borrow_mut().close_idle_writer(1_000_000, 1000));
-            assert!(partition.log.borrow().segments.back().expect("active").write_file.is_none());
+            {
+                use std::os::unix::fs::MetadataExt;
+                let log = partition.log.borrow();
+                let active = log.segments.back().expect("active");
+                assert!(active.write_file.is_none());
+                let meta = active.read_file.metadata().expect("meta");
+                assert_eq!(meta.len(), active.size);
+                assert!(meta.blocks() * 512 < 1 << 20, "reserved space released when the handle closed");
+            }
             partition.log.borrow_mut().append(&batch(&[b"two"], 2), 1_000_001).expect("append reopens");
             partition.log.borrow_mut().request_sync();
             flush(&flusher, &partition).await;

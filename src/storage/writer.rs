@@ -17,7 +17,8 @@
 //!
 //! Both modes preallocate the file ahead of the write position
 //! (`fallocate` with KEEP_SIZE, when `preallocate` is set) so appends
-//! extend into reserved, contiguous extents.
+//! extend into reserved, contiguous extents. Reserved space is released
+//! when the segment is sealed or its idle write handle closes.
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
@@ -58,6 +59,9 @@ impl WriteMode {
 /// Alignment of direct writes: a multiple of every logical block size in
 /// use (512 and 4096).
 pub const DIRECT_ALIGN: u64 = 4096;
+
+/// Smallest reservation ahead of the write position.
+const PREALLOCATE_MIN_BYTES: u64 = 1 << 20;
 
 /// The active segment's write handle.
 pub struct SegmentWriter {
@@ -150,6 +154,12 @@ impl SegmentWriter {
         }
     }
 
+    /// True when the file may extend past its data (reserved space or
+    /// direct-mode padding) and should be cut when the handle closes.
+    pub fn may_extend_past_data(&self) -> bool {
+        matches!(self.kind, Kind::Direct(_)) || (self.preallocated.get() > 0 && self.preallocated.get() != u64::MAX)
+    }
+
     /// Makes everything written durable.
     pub async fn fdatasync(&self) -> io::Result<()> {
         match &self.kind {
@@ -187,7 +197,11 @@ impl SegmentWriter {
         if self.preallocate_step == 0 || end <= self.preallocated.get() {
             return;
         }
-        let target = end.div_ceil(self.preallocate_step) * self.preallocate_step;
+        // Reserve ahead as much as the segment already holds, between 1 MiB
+        // and the step: a partition written once reserves little, so ten
+        // thousand partitions do not reserve a disk's worth of extents.
+        let ahead = end.clamp(PREALLOCATE_MIN_BYTES.min(self.preallocate_step), self.preallocate_step);
+        let target = (end + ahead).div_ceil(PREALLOCATE_MIN_BYTES) * PREALLOCATE_MIN_BYTES;
         let result = match &self.kind {
             Kind::Buffered(file) => file.pre_allocate(target, true).await.map_err(other),
             Kind::Direct(direct) => match direct.opened().await {
