@@ -69,6 +69,42 @@ pub fn prepare_data_dir(dir: &Path) -> Result<File, StartupError> {
     Ok(lock)
 }
 
+/// With `ringbroker.log.write.mode=direct`, checks that the data
+/// directory's filesystem takes aligned O_DIRECT writes (tmpfs before Linux
+/// 6.6 and some network filesystems do not), so the broker fails at start
+/// with one line rather than failing every append.
+pub fn check_direct_io(dir: &Path) -> Result<(), StartupError> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let probe = dir.join(".ringbroker-direct-test");
+    let result = (|| {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)?;
+        let layout = std::alloc::Layout::from_size_align(4096, 4096).map_err(std::io::Error::other)?;
+        // SAFETY: a 4 KiB, 4 KiB-aligned zeroed allocation, freed below with
+        // the same layout.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(std::io::Error::other("out of memory"));
+        }
+        // SAFETY: ptr points at 4096 initialised bytes owned here.
+        let written = file.write_at(unsafe { std::slice::from_raw_parts(ptr, 4096) }, 0);
+        // SAFETY: allocated above with this layout.
+        unsafe { std::alloc::dealloc(ptr, layout) };
+        written.map(drop)
+    })();
+    let _ignored = std::fs::remove_file(&probe);
+    result.map_err(|e| {
+        fail(format!(
+            "ringbroker.log.write.mode=direct: the filesystem of {} does not take O_DIRECT writes ({e}); use ringbroker.log.write.mode=buffered",
+            dir.display()
+        ))
+    })
+}
+
 /// Creates a listening socket with SO_REUSEADDR (so connections left over
 /// from a previous run do not block a restart) and, when `share` is set,
 /// SO_REUSEPORT (so every shard listens on the same port).
@@ -214,6 +250,9 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
     check_port(&config)?;
     check_io_uring()?;
     check_limits(config.shards)?;
+    if config.log_write_mode == crate::storage::writer::WriteMode::Direct {
+        check_direct_io(&config.data_dir)?;
+    }
     if config.log_flush_interval_messages.is_some() {
         log::warn!(
             "log.flush.interval.messages is not enforced; ringbroker syncs on acks=all (group commit) and every log.flush.interval.ms"

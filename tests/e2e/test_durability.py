@@ -73,7 +73,14 @@ def stream_until_killed(broker, topic, acked, stop_after):
 def test_kill9_keeps_every_acknowledged_message(broker_factory, write_mode):
     """Both write modes; small segments so kills land around rolls too (in
     direct mode a segment is cut to its data when sealed)."""
-    broker = broker_factory(shards=2, extra_args=["--override", f"ringbroker.log.write.mode={write_mode}"])
+    try:
+        broker = broker_factory(shards=2, extra_args=["--override", f"ringbroker.log.write.mode={write_mode}"])
+    except RuntimeError as e:
+        # The broker refuses direct mode at start on a filesystem without
+        # O_DIRECT (its start-up probe); that refusal is the tested behaviour there.
+        if write_mode == "direct" and "does not take O_DIRECT writes" in str(e):
+            pytest.skip("the test directory's filesystem has no O_DIRECT")
+        raise
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic("durable", 4, 1, config={"segment.bytes": "16384"})])["durable"].result(30)
     acked = {}
