@@ -62,9 +62,16 @@ cargo build --release --workspace --locked
 phase "cargo test --release (unit and property tests)"
 cargo test --release --workspace --locked
 
-phase "end-to-end tests (real broker, real clients)"
 export RINGBROKER_BIN="$ROOT/target/release/ringbroker"
+# Every end-to-end test runs against a broker with two shards (partitions,
+# groups and connections spread over both, requests crossing the mesh) and
+# again with one shard (everything local); the cross-shard test always
+# asks for two.
+phase "end-to-end tests, --shards 2 (real broker, real clients)"
 # shellcheck disable=SC2086
-"$PYTHON" -m pytest -q tests/e2e ${PYTEST_ARGS:-}
+RINGBROKER_TEST_SHARDS=2 "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e ${PYTEST_ARGS:-}
+phase "end-to-end tests, --shards 1"
+# shellcheck disable=SC2086
+RINGBROKER_TEST_SHARDS=1 "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e ${PYTEST_ARGS:-}
 
 phase "all tests passed"

@@ -12,6 +12,8 @@ import pytest
 
 from kafka_wire import recv_exact
 
+DEFAULT_SHARDS = int(os.environ.get("RINGBROKER_TEST_SHARDS", "2"))
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("RINGBROKER_BIN", str(ROOT / "target" / "release" / "ringbroker"))
 
@@ -38,7 +40,10 @@ def api_versions_ok(port, timeout=1.0):
 class Broker:
     """A ringbroker process; restartable on the same data dir and port."""
 
-    def __init__(self, data_dir, shards=2, port=None, extra_args=()):
+    def __init__(self, data_dir, shards=None, port=None, extra_args=()):
+        # RINGBROKER_TEST_SHARDS runs the suite with 1 shard (scripts/test.sh
+        # does both); tests that need two ask for them explicitly.
+        shards = DEFAULT_SHARDS if shards is None else shards
         self.data_dir = pathlib.Path(data_dir)
         self.shards = shards
         self.port = port or free_port()
@@ -106,7 +111,7 @@ class Broker:
 def broker_factory(tmp_path):
     brokers = []
 
-    def make(shards=2, **kwargs):
+    def make(shards=None, **kwargs):
         b = Broker(tmp_path / f"data{len(brokers)}", shards=shards, **kwargs)
         brokers.append(b)
         return b.start()
@@ -122,7 +127,7 @@ def broker_factory(tmp_path):
 
 @pytest.fixture
 def broker(broker_factory):
-    return broker_factory(shards=2)
+    return broker_factory()
 
 
 def wait_until(predicate, timeout=20.0, interval=0.05, message="condition"):

@@ -68,7 +68,7 @@ def test_server_properties_file(tmp_path):
         "num.partitions=3\n"
         "zookeeper.connect=localhost:2181\n"
         "some.unknown.key=1\n")
-    b = Broker(tmp_path / "kdata", shards=2, port=port)
+    b = Broker(tmp_path / "kdata", port=port)
     b.args = lambda: [BIN, "--config", str(props)]
     b.start()
     try:

@@ -22,7 +22,7 @@ def small_fs(tmp_path):
 
 
 def test_full_disk_gives_storage_error(small_fs):
-    broker = Broker(small_fs / "data", shards=2).start()
+    broker = Broker(small_fs / "data").start()
     try:
         producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0,
                              "retries": 0, "message.timeout.ms": 20000})

@@ -74,7 +74,7 @@ def test_kill9_keeps_every_acknowledged_message(broker_factory, write_mode):
     """Both write modes; small segments so kills land around rolls too (in
     direct mode a segment is cut to its data when sealed)."""
     try:
-        broker = broker_factory(shards=2, extra_args=["--override", f"ringbroker.log.write.mode={write_mode}"])
+        broker = broker_factory(extra_args=["--override", f"ringbroker.log.write.mode={write_mode}"])
     except RuntimeError as e:
         # The broker refuses direct mode at start on a filesystem without
         # O_DIRECT (its start-up probe); that refusal is the tested behaviour there.
@@ -117,7 +117,7 @@ def segment_files(data_dir, topic, partition):
 
 
 def test_torn_and_corrupt_tails_are_truncated(broker_factory):
-    broker = broker_factory(shards=2)
+    broker = broker_factory()
     producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
     for i in range(50):
         producer.produce("torn", value=b"value-%03d" % i)

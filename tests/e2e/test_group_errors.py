@@ -48,7 +48,7 @@ class Raw:
 
 
 def test_group_error_codes(broker_factory):
-    broker = broker_factory(shards=2, extra_args=FAST)
+    broker = broker_factory(extra_args=FAST)
     p = Producer({"bootstrap.servers": broker.bootstrap})
     p.produce("t", value=b"x")
     assert p.flush(30) == 0

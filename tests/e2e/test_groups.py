@@ -22,7 +22,7 @@ FAST = ["--override", "group.initial.rebalance.delay.ms=0"]
 
 @pytest.fixture
 def gbroker(broker_factory):
-    return broker_factory(shards=2, extra_args=FAST)
+    return broker_factory(extra_args=FAST)
 
 
 def create(broker, topic, partitions):

@@ -65,7 +65,7 @@ def test_java_compression(broker, compiled, codec):
     "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
 ])
 def test_java_consumer_group(broker_factory, compiled, strategy):
-    broker = broker_factory(shards=2, extra_args=["--override", "group.initial.rebalance.delay.ms=0"])
+    broker = broker_factory(extra_args=["--override", "group.initial.rebalance.delay.ms=0"])
     topic = "java-group-" + strategy.rsplit(".", 1)[1].lower()
     acks = [l for l in run_java(compiled, "ProducerCheck", broker.bootstrap, topic, 60) if l.startswith("ACK")]
     assert len(acks) == 60

@@ -26,7 +26,7 @@ def fill(broker, topic, count, size=500):
 
 
 def test_roll_layout_and_size_retention(broker_factory):
-    broker = broker_factory(shards=2, extra_args=["--override", "log.retention.check.interval.ms=1000"])
+    broker = broker_factory(extra_args=["--override", "log.retention.check.interval.ms=1000"])
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic("rolls", 1, 1, config={
         "segment.bytes": "16384", "retention.bytes": "40000", "index.interval.bytes": "1024"})])["rolls"].result(30)
@@ -60,7 +60,7 @@ def test_roll_layout_and_size_retention(broker_factory):
 
 
 def test_time_retention_and_persistent_metadata(broker_factory):
-    broker = broker_factory(shards=2, extra_args=["--override", "log.retention.check.interval.ms=1000"])
+    broker = broker_factory(extra_args=["--override", "log.retention.check.interval.ms=1000"])
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic("aging", 1, 1, config={"segment.bytes": "4096"})])["aging"].result(30)
     # Old timestamps: retention.ms counts from the records' timestamps.
