@@ -827,7 +827,7 @@ pub enum CommandLine {
     /// Run the broker.
     Run {
         /// The configuration.
-        config: BrokerConfig,
+        config: Box<BrokerConfig>,
         /// Non-fatal remarks (unknown keys, ...), to be logged.
         warnings: Vec<String>,
     },
@@ -954,7 +954,7 @@ pub fn parse_command_line<I: IntoIterator<Item = String>>(args: I) -> Result<Com
         }
     }
     let (config, warnings) = builder.finish()?;
-    Ok(CommandLine::Run { config, warnings })
+    Ok(CommandLine::Run { config: Box::new(config), warnings })
 }
 
 #[cfg(test)]
@@ -963,7 +963,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
         match parse_command_line(args.iter().map(|s| s.to_string()))? {
-            CommandLine::Run { config, warnings } => Ok((config, warnings)),
+            CommandLine::Run { config, warnings } => Ok((*config, warnings)),
             other => panic!("expected Run, got {other:?}"),
         }
     }

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             for warning in warnings {
                 log::warn!("{warning}");
             }
-            config
+            *config
         }
         Ok(CommandLine::Help(text)) => {
             println!("{text}");

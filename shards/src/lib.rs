@@ -103,8 +103,8 @@ where
     let mut handles = Vec::with_capacity(options.shard_count);
     for index in 0..options.shard_count {
         let shard = ShardId(index);
-        let placement = if pin {
-            glommio::Placement::Fixed(cores[index].id)
+        let placement = if let (true, Some(core)) = (pin, cores.get(index)) {
+            glommio::Placement::Fixed(core.id)
         } else {
             glommio::Placement::Unbound
         };

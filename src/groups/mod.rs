@@ -623,6 +623,7 @@ fn new_member_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
 
+#[allow(clippy::await_holding_refcell_ref)] // the table is released with drop() before every await
 async fn join(shard: &Rc<Shard>, a: JoinArgs) -> JoinReply {
     if a.group.is_empty() {
         return join_error(INVALID_GROUP_ID, &a.member_id);
@@ -812,6 +813,7 @@ fn start_rebalance(shard: &Rc<Shard>, name: &str, group: &mut Group) {
 
 /// Ends a rebalance when every member has rejoined (and any initial delay
 /// has passed) or at the rebalance deadline, dropping members that did not.
+#[allow(clippy::await_holding_refcell_ref)] // the table is released with drop() before every await
 async fn drive_rebalance(shard: Rc<Shard>, name: String) {
     // glommio polls a spawned task at once, and the spawner still holds
     // the group table: let it finish first.
@@ -923,6 +925,7 @@ fn check_member(group: &Group, member_id: &str, instance_id: Option<&str>, gener
 }
 
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::await_holding_refcell_ref)] // the table is released with drop() before every await
 async fn sync(
     shard: &Rc<Shard>,
     name: String,
@@ -1058,7 +1061,7 @@ async fn leave(shard: &Rc<Shard>, name: String, members: Vec<(String, Option<Str
                 0
             })
             .collect();
-        if codes.iter().any(|c| *c == 0) {
+        if codes.contains(&0) {
             membership_changed(shard, &name, group);
         }
     }

@@ -25,6 +25,12 @@ pub struct Flusher {
     syncs: Cell<u64>,
 }
 
+impl Default for Flusher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Flusher {
     /// A flusher with nothing queued.
     pub fn new() -> Flusher {

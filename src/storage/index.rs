@@ -89,7 +89,7 @@ impl OffsetIndex {
 
     /// Reads `.index` bytes, dropping zero padding (Kafka preallocates).
     pub fn decode(base_offset: i64, bytes: &[u8]) -> Result<OffsetIndex, IndexError> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return Err(IndexError::BadLength { len: bytes.len(), entry: 8 });
         }
         let mut entries: Vec<(u32, u32)> = Vec::with_capacity(bytes.len() / 8);
@@ -185,7 +185,7 @@ impl TimeIndex {
 
     /// Reads `.timeindex` bytes, dropping zero padding.
     pub fn decode(base_offset: i64, bytes: &[u8]) -> Result<TimeIndex, IndexError> {
-        if bytes.len() % 12 != 0 {
+        if !bytes.len().is_multiple_of(12) {
             return Err(IndexError::BadLength { len: bytes.len(), entry: 12 });
         }
         let mut entries: Vec<(i64, u32)> = Vec::with_capacity(bytes.len() / 12);

@@ -240,7 +240,7 @@ impl DirectFile {
             .dma_open(&self.path)
             .await
             .map_err(other)?;
-        if DIRECT_ALIGN % file.alignment() != 0 {
+        if !DIRECT_ALIGN.is_multiple_of(file.alignment()) {
             return Err(io::Error::other(format!(
                 "{}: direct I/O needs {}-byte alignment; use ringbroker.log.write.mode=buffered",
                 self.path.display(),
@@ -296,7 +296,7 @@ mod tests {
         Fut: std::future::Future<Output = ()> + 'static,
     {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .spawn(move || body())
+            .spawn(body)
             .expect("executor")
             .join()
             .expect("join");
@@ -309,7 +309,7 @@ mod tests {
         on_executor(|| async {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("00000000000000000000.log");
-            let read = File::options().read(true).write(true).create(true).open(&path).expect("create");
+            let read = File::options().read(true).write(true).create(true).truncate(true).open(&path).expect("create");
             let mut expected = Vec::new();
             let mut size = 0u64;
             for round in 0..3u8 {
@@ -344,7 +344,7 @@ mod tests {
         on_executor(|| async {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("00000000000000000000.log");
-            let read = File::options().read(true).write(true).create(true).open(&path).expect("create");
+            let read = File::options().read(true).write(true).create(true).truncate(true).open(&path).expect("create");
             let writer = SegmentWriter::open(WriteMode::Buffered, path.clone(), &read, 0, 1 << 20).expect("open");
             writer.write_at(vec![7u8; 1000], 0).await.expect("write");
             writer.write_at(vec![8u8; 10], 1000).await.expect("write");
