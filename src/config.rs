@@ -478,6 +478,9 @@ pub struct BrokerConfig {
     pub spin_before_park_us: u64,
     /// ringbroker.log.write.mode: buffered (page cache) or direct (O_DIRECT).
     pub log_write_mode: WriteMode,
+    /// ringbroker.log.sync.scope=filesystem: one syncfs per shard round
+    /// instead of one fdatasync per partition.
+    pub log_sync_filesystem: bool,
     /// Defaults of every topic config (the broker's log.* keys).
     pub topic_defaults: TopicConfig,
     /// Every key explicitly set, by Kafka name.
@@ -512,6 +515,7 @@ impl Default for BrokerConfig {
             offsets_retention_minutes: 10_080,
             spin_before_park_us: 0,
             log_write_mode: WriteMode::Buffered,
+            log_sync_filesystem: false,
             topic_defaults: TopicConfig::default(),
             explicit: BTreeMap::new(),
         }
@@ -657,6 +661,19 @@ impl Builder {
             }
             "offsets.retention.minutes" => c.offsets_retention_minutes = parse_u64_range(key, value, 1, i64::MAX as u64)?,
             "ringbroker.spin.before.park.us" => c.spin_before_park_us = parse_u64_range(key, value, 0, 10_000)?,
+            "ringbroker.log.sync.scope" => {
+                c.log_sync_filesystem = match value.trim() {
+                    "partition" => false,
+                    "filesystem" => true,
+                    _ => {
+                        return Err(ConfigError::InvalidValue {
+                            key: key.into(),
+                            value: value.into(),
+                            reason: "expected partition or filesystem".into(),
+                        })
+                    }
+                }
+            }
             "ringbroker.log.write.mode" => {
                 c.log_write_mode = WriteMode::parse(value).ok_or_else(|| ConfigError::InvalidValue {
                     key: key.into(),
@@ -786,6 +803,11 @@ impl BrokerConfig {
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string(), ConfigType::Int),
             ("ringbroker.spin.before.park.us", self.spin_before_park_us.to_string(), ConfigType::Long),
             ("ringbroker.log.write.mode", self.log_write_mode.name().to_string(), ConfigType::String),
+            (
+                "ringbroker.log.sync.scope",
+                if self.log_sync_filesystem { "filesystem" } else { "partition" }.to_string(),
+                ConfigType::String,
+            ),
             ("log.flush.interval.ms", opt(self.log_flush_interval_ms), ConfigType::Long),
             ("log.flush.interval.messages", opt(self.log_flush_interval_messages), ConfigType::Long),
         ];
@@ -1036,6 +1058,10 @@ mod tests {
         let (c, _) = run(&["--override", "ringbroker.log.write.mode=direct", "--override", "log.preallocate=false"]).unwrap();
         assert_eq!(c.log_write_mode, WriteMode::Direct);
         assert!(!c.topic_defaults.preallocate);
+        assert!(!c.log_sync_filesystem);
+        let (c, _) = run(&["--override", "ringbroker.log.sync.scope=filesystem"]).unwrap();
+        assert!(c.log_sync_filesystem);
+        assert!(run(&["--override", "ringbroker.log.sync.scope=disk"]).is_err());
     }
 
     #[test]

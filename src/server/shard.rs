@@ -100,13 +100,18 @@ impl Shard {
         catalog: Arc<Catalog>,
         mesh: MeshEndpoint<ShardMessage>,
     ) -> std::io::Result<Rc<Shard>> {
+        let flusher = if config.log_sync_filesystem {
+            Flusher::with_filesystem_sync(&config.data_dir)?
+        } else {
+            Flusher::new()
+        };
         let shard = Rc::new(Shard {
             id,
             count: mesh.shard_count(),
             config,
             catalog: RefCell::new(Arc::new(Catalog::default())),
             partitions: RefCell::new(HashMap::new()),
-            flusher: Rc::new(Flusher::new()),
+            flusher: Rc::new(flusher),
             mesh,
             admin_lock: glommio::sync::Semaphore::new(1),
             producer_id_last: Cell::new(0),

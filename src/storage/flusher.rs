@@ -23,6 +23,12 @@ pub struct Flusher {
     pending_bytes: Cell<usize>,
     rounds: Cell<u64>,
     syncs: Cell<u64>,
+    /// With `ringbroker.log.sync.scope=filesystem`: a descriptor on the data
+    /// directory's filesystem; partitions wanting durability then share one
+    /// syncfs at a time instead of one fdatasync each.
+    fs_sync: Option<std::fs::File>,
+    fs_syncing: Cell<bool>,
+    fs_batch: RefCell<Vec<(Rc<Partition>, i64)>>,
 }
 
 impl Default for Flusher {
@@ -42,7 +48,20 @@ impl Flusher {
             pending_bytes: Cell::new(0),
             rounds: Cell::new(0),
             syncs: Cell::new(0),
+            fs_sync: None,
+            fs_syncing: Cell::new(false),
+            fs_batch: RefCell::default(),
         }
+    }
+
+    /// A flusher whose durability syncs are one `syncfs` per round of
+    /// waiting partitions, on the filesystem holding `data_dir`
+    /// (`ringbroker.log.sync.scope=filesystem`).
+    pub fn with_filesystem_sync(data_dir: &std::path::Path) -> std::io::Result<Flusher> {
+        Ok(Flusher {
+            fs_sync: Some(std::fs::File::open(data_dir)?),
+            ..Flusher::new()
+        })
     }
 
     /// Queues `partition` for the next round.
@@ -131,29 +150,69 @@ async fn flush_partition(flusher: Rc<Flusher>, partition: Rc<Partition>, work: F
         // A sync is in flight; when it ends it queues the partition again.
         return;
     }
+    if flusher.fs_sync.is_some() {
+        drop(file);
+        flusher.fs_batch.borrow_mut().push((partition, offset));
+        start_filesystem_sync(flusher);
+        return;
+    }
     // The sync runs on its own so the next round's writes (and acks=1
     // answers) do not wait behind it; one sync per partition at a time,
     // covering every batch written before it started (group commit).
     glommio::spawn_local(async move {
-        let result = file.fdatasync().await;
-        {
-            let mut log = partition.log.borrow_mut();
-            match result {
-                Ok(()) => log.mark_durable(offset),
-                Err(e) => log.fail(format!("fdatasync failed: {e}")),
-            }
-        }
-        partition.syncing.set(false);
-        partition.notify();
-        let again = {
-            let log = partition.log.borrow();
-            log.sync_pending() && log.failure().is_none()
-        };
-        if again {
-            flusher.schedule(&partition, 0);
-        }
+        let result = file.fdatasync().await.map_err(|e| format!("fdatasync failed: {e}"));
+        finish_sync(&flusher, &partition, offset, result);
     })
     .detach();
+}
+
+/// Runs syncfs rounds until no partition waits: each covers every
+/// partition queued before it started (and everything else written to the
+/// filesystem meanwhile).
+fn start_filesystem_sync(flusher: Rc<Flusher>) {
+    if flusher.fs_syncing.replace(true) {
+        return;
+    }
+    glommio::spawn_local(async move {
+        loop {
+            let batch = std::mem::take(&mut *flusher.fs_batch.borrow_mut());
+            if batch.is_empty() {
+                break;
+            }
+            let fd = flusher.fs_sync.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
+            // The flusher (and with it the descriptor) lives as long as the
+            // shard, which outlives this task.
+            let result = glommio::executor()
+                .spawn_blocking(move || nix::unistd::syncfs(fd))
+                .await;
+            for (partition, offset) in batch {
+                finish_sync(&flusher, &partition, offset, result.map_err(|e| format!("syncfs failed: {e}")));
+            }
+        }
+        flusher.fs_syncing.set(false);
+    })
+    .detach();
+}
+
+/// Records the outcome of a sync covering `partition` up to `offset` and
+/// queues the partition again when more waits for durability.
+fn finish_sync(flusher: &Rc<Flusher>, partition: &Rc<Partition>, offset: i64, result: Result<(), String>) {
+    {
+        let mut log = partition.log.borrow_mut();
+        match result {
+            Ok(()) => log.mark_durable(offset),
+            Err(e) => log.fail(e),
+        }
+    }
+    partition.syncing.set(false);
+    partition.notify();
+    let again = {
+        let log = partition.log.borrow();
+        log.sync_pending() && log.failure().is_none()
+    };
+    if again {
+        flusher.schedule(partition, 0);
+    }
 }
 
 async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {

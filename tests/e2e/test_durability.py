@@ -69,12 +69,14 @@ def stream_until_killed(broker, topic, acked, stop_after):
     return i
 
 
-@pytest.mark.parametrize("write_mode", ["buffered", "direct"])
-def test_kill9_keeps_every_acknowledged_message(broker_factory, write_mode):
-    """Both write modes; small segments so kills land around rolls too (in
-    direct mode a segment is cut to its data when sealed)."""
+@pytest.mark.parametrize("write_mode,sync_scope",
+                         [("buffered", "partition"), ("direct", "partition"), ("buffered", "filesystem")])
+def test_kill9_keeps_every_acknowledged_message(broker_factory, write_mode, sync_scope):
+    """Both write modes and both sync scopes; small segments so kills land
+    around rolls too (in direct mode a segment is cut to its data when sealed)."""
     try:
-        broker = broker_factory(extra_args=["--override", f"ringbroker.log.write.mode={write_mode}"])
+        broker = broker_factory(extra_args=["--override", f"ringbroker.log.write.mode={write_mode}",
+                                            "--override", f"ringbroker.log.sync.scope={sync_scope}"])
     except RuntimeError as e:
         # The broker refuses direct mode at start on a filesystem without
         # O_DIRECT (its start-up probe); that refusal is the tested behaviour there.
