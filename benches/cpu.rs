@@ -17,13 +17,14 @@ use ringbroker::storage::index::OffsetIndex;
 
 fn produce_frame(batch: &[u8]) -> Bytes {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
-        TopicProduceData::default()
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_static_str("bench")))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(Bytes::copy_from_slice(batch)))]),
-    ]);
+                .with_records(Some(Bytes::copy_from_slice(batch)))])]);
     let header = RequestHeader::default()
         .with_request_api_key(0)
         .with_request_api_version(7)
@@ -37,7 +38,8 @@ fn produce_frame(batch: &[u8]) -> Bytes {
 
 fn sample_batch(records: usize, value: usize) -> Vec<u8> {
     let v = vec![b'x'; value];
-    let recs: Vec<(Option<&[u8]>, &[u8])> = (0..records).map(|_| (Some(&b"key"[..]), &v[..])).collect();
+    let recs: Vec<(Option<&[u8]>, &[u8])> =
+        (0..records).map(|_| (Some(&b"key"[..]), &v[..])).collect();
     build_batch(1_700_000_000_000, None, &recs)
 }
 
@@ -47,16 +49,19 @@ fn framing(c: &mut Criterion) {
     let prefix = (body.len() as i32).to_be_bytes();
     let mut g = c.benchmark_group("framing");
     g.throughput(Throughput::Bytes(body.len() as u64));
-    g.bench_function("produce 64 KiB: size prefix, header peek, full decode", |b| {
-        b.iter(|| {
-            let len = frame_len(black_box(prefix), 100 << 20).expect("len");
-            let raw = peek_header(&body[..len]).expect("peek");
-            let mut rest = body.clone();
-            let header = RequestHeader::decode(&mut rest, 1).expect("header");
-            let request = ProduceRequest::decode(&mut rest, raw.api_version).expect("decode");
-            black_box((header, request))
-        })
-    });
+    g.bench_function(
+        "produce 64 KiB: size prefix, header peek, full decode",
+        |b| {
+            b.iter(|| {
+                let len = frame_len(black_box(prefix), 100 << 20).expect("len");
+                let raw = peek_header(&body[..len]).expect("peek");
+                let mut rest = body.clone();
+                let header = RequestHeader::decode(&mut rest, 1).expect("header");
+                let request = ProduceRequest::decode(&mut rest, raw.api_version).expect("decode");
+                black_box((header, request))
+            })
+        },
+    );
     g.finish();
 }
 
@@ -90,46 +95,53 @@ fn cross_shard(c: &mut Criterion) {
     use ringbroker_shards::{envelope, run_shards, Envelope, Mesh, RuntimeOptions, ShardId};
     type Msg = Envelope<u64, u64>;
     for spin_us in [0u64, 50] {
-    c.bench_function(&format!("cross-shard request/reply round trip, spin before park {spin_us} us"), |b| {
-        b.iter_custom(|iters| {
-            let endpoints = std::sync::Arc::new(std::sync::Mutex::new(Mesh::<Msg>::new(2, 1024).into_endpoints()));
-            let elapsed = std::sync::Arc::new(std::sync::Mutex::new(Duration::ZERO));
-            let options = RuntimeOptions {
-                shard_count: 2,
-                name: "bench".into(),
-                io_memory_bytes: 1 << 20,
-                preempt_timer: Duration::from_millis(5),
-                blocking_threads: 1,
-                spin_before_park: Duration::from_micros(spin_us),
-            };
-            let (e, out) = (endpoints.clone(), elapsed.clone());
-            run_shards(&options, move |shard: ShardId| {
-                let endpoint = e.lock().expect("lock")[shard.0].take().expect("endpoint");
-                let out = out.clone();
-                async move {
-                    if shard.0 == 1 {
-                        for _ in 0..iters {
-                            match endpoint.recv().await {
-                                Some(Envelope { request, reply }) => reply.send(request + 1),
-                                None => return,
+        c.bench_function(
+            &format!("cross-shard request/reply round trip, spin before park {spin_us} us"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let endpoints = std::sync::Arc::new(std::sync::Mutex::new(
+                        Mesh::<Msg>::new(2, 1024).into_endpoints(),
+                    ));
+                    let elapsed = std::sync::Arc::new(std::sync::Mutex::new(Duration::ZERO));
+                    let options = RuntimeOptions {
+                        shard_count: 2,
+                        name: "bench".into(),
+                        io_memory_bytes: 1 << 20,
+                        preempt_timer: Duration::from_millis(5),
+                        blocking_threads: 1,
+                        spin_before_park: Duration::from_micros(spin_us),
+                    };
+                    let (e, out) = (endpoints.clone(), elapsed.clone());
+                    run_shards(&options, move |shard: ShardId| {
+                        let endpoint = e.lock().expect("lock")[shard.0].take().expect("endpoint");
+                        let out = out.clone();
+                        async move {
+                            if shard.0 == 1 {
+                                for _ in 0..iters {
+                                    match endpoint.recv().await {
+                                        Some(Envelope { request, reply }) => {
+                                            reply.send(request + 1)
+                                        }
+                                        None => return,
+                                    }
+                                }
+                            } else {
+                                let start = Instant::now();
+                                for i in 0..iters {
+                                    let (message, reply) = envelope(i);
+                                    endpoint.send_to(ShardId(1), message).await.expect("send");
+                                    black_box(reply.recv().await);
+                                }
+                                *out.lock().expect("lock") = start.elapsed();
                             }
                         }
-                    } else {
-                        let start = Instant::now();
-                        for i in 0..iters {
-                            let (message, reply) = envelope(i);
-                            endpoint.send_to(ShardId(1), message).await.expect("send");
-                            black_box(reply.recv().await);
-                        }
-                        *out.lock().expect("lock") = start.elapsed();
-                    }
-                }
-            })
-            .expect("shards");
-            let d = *elapsed.lock().expect("lock");
-            d
-        })
-    });
+                    })
+                    .expect("shards");
+                    let d = *elapsed.lock().expect("lock");
+                    d
+                })
+            },
+        );
     }
 }
 

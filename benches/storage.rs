@@ -13,7 +13,9 @@ use ringbroker::storage::recovery::recover_segment;
 
 fn payload(batch_count: usize, records_per_batch: usize, value_len: usize) -> Vec<u8> {
     let value = vec![b'x'; value_len];
-    let records: Vec<(Option<&[u8]>, &[u8])> = (0..records_per_batch).map(|_| (Some(&b"key"[..]), &value[..])).collect();
+    let records: Vec<(Option<&[u8]>, &[u8])> = (0..records_per_batch)
+        .map(|_| (Some(&b"key"[..]), &value[..]))
+        .collect();
     let mut out = Vec::new();
     let mut offset = 0i64;
     for _ in 0..batch_count {
@@ -27,7 +29,10 @@ fn payload(batch_count: usize, records_per_batch: usize, value_len: usize) -> Ve
 
 fn report(name: &str, bytes: usize, rounds: usize, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
-    println!("{name:<40} {:>10.1} MB/s  ({rounds} rounds of {bytes} bytes in {secs:.3} s)", (bytes * rounds) as f64 / secs / 1e6);
+    println!(
+        "{name:<40} {:>10.1} MB/s  ({rounds} rounds of {bytes} bytes in {secs:.3} s)",
+        (bytes * rounds) as f64 / secs / 1e6
+    );
 }
 
 fn main() {
@@ -39,7 +44,12 @@ fn main() {
             let n = batches(black_box(&data)).filter(|r| r.is_ok()).count();
             assert_eq!(n, batches_n);
         }
-        report(&format!("validate {records} x {value} B per batch"), data.len(), rounds, started);
+        report(
+            &format!("validate {records} x {value} B per batch"),
+            data.len(),
+            rounds,
+            started,
+        );
     }
 
     let data = payload(4096, 100, 100);

@@ -84,7 +84,8 @@ impl Splicer {
         // SAFETY: pipe2 fills two fds we then own.
         assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         // SAFETY: we own both fds now.
-        let (pipe_r, pipe_w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (pipe_r, pipe_w) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: plain fcntl on our pipe.
         unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, chunk.max(65536) as libc::c_int) };
         Splicer {
@@ -97,13 +98,25 @@ impl Splicer {
     fn send(&mut self, sock: RawFd, file: RawFd, mut offset: i64, mut len: usize) {
         use io_uring::{opcode, squeue, types};
         while len > 0 {
-            let fill = opcode::Splice::new(types::Fd(file), offset, types::Fd(self.pipe_w.as_raw_fd()), -1, len as u32)
-                .build()
-                .flags(squeue::Flags::IO_LINK)
-                .user_data(1);
-            let drain = opcode::Splice::new(types::Fd(self.pipe_r.as_raw_fd()), -1, types::Fd(sock), -1, len as u32)
-                .build()
-                .user_data(2);
+            let fill = opcode::Splice::new(
+                types::Fd(file),
+                offset,
+                types::Fd(self.pipe_w.as_raw_fd()),
+                -1,
+                len as u32,
+            )
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(1);
+            let drain = opcode::Splice::new(
+                types::Fd(self.pipe_r.as_raw_fd()),
+                -1,
+                types::Fd(sock),
+                -1,
+                len as u32,
+            )
+            .build()
+            .user_data(2);
             // SAFETY: the entries reference fds that outlive the submission.
             unsafe {
                 let mut sq = self.ring.submission();
@@ -168,10 +181,17 @@ fn run(method: &str, chunk: usize, total: usize, file: &File) {
             "sendfile-inline" => sendfile_all(sock, fd, offset, chunk),
             "sendfile-pool" => {
                 let (tx, rx) = mpsc::sync_channel(1);
-                pool.as_ref().expect("pool").0.send((offset, chunk, tx)).expect("job");
+                pool.as_ref()
+                    .expect("pool")
+                    .0
+                    .send((offset, chunk, tx))
+                    .expect("job");
                 rx.recv().expect("done");
             }
-            _ => splicer.as_mut().expect("splicer").send(sock, fd, offset, chunk),
+            _ => splicer
+                .as_mut()
+                .expect("splicer")
+                .send(sock, fd, offset, chunk),
         }
     }
     let elapsed = t0.elapsed();
@@ -199,7 +219,11 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let total = std::env::var("ZC_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024usize) << 20;
+    let total = std::env::var("ZC_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024usize)
+        << 20;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let path = dir.path().join("segment.log");
     {
@@ -211,7 +235,10 @@ fn main() {
         f.sync_all().expect("sync");
     }
     let file = File::open(&path).expect("open");
-    println!("zero-copy send of a page-cached file over loopback TCP, {} MiB per case", total >> 20);
+    println!(
+        "zero-copy send of a page-cached file over loopback TCP, {} MiB per case",
+        total >> 20
+    );
     for chunk in [16 << 10, 256 << 10, 1 << 20] {
         for round in 0..2 {
             // Interleaved twice: the second round is the one to read on a

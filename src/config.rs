@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use crate::storage::writer::WriteMode;
 use crate::limits::{INFLIGHT_REQUESTS_PER_CONNECTION_MAX_DEFAULT, REQUEST_BYTES_MAX_DEFAULT};
+use crate::storage::writer::WriteMode;
 
 /// A configuration problem, printed as one line.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -223,27 +223,115 @@ impl Default for TopicConfig {
 
 /// (topic key, broker key, type, documentation)
 const TOPIC_KEYS: &[(&str, &str, ConfigType, &str)] = &[
-    ("cleanup.policy", "log.cleanup.policy", ConfigType::List, "delete and/or compact (compaction is not performed yet)"),
-    ("compression.type", "compression.type", ConfigType::String, "producer, uncompressed, gzip, snappy, lz4 or zstd"),
-    ("file.delete.delay.ms", "log.segment.delete.delay.ms", ConfigType::Long, "delay before deleting a file from disk"),
-    ("flush.messages", "log.flush.interval.messages", ConfigType::Long, "messages between forced fsyncs"),
-    ("flush.ms", "log.flush.interval.ms", ConfigType::Long, "time between forced fsyncs"),
-    ("index.interval.bytes", "log.index.interval.bytes", ConfigType::Int, "bytes between offset index entries"),
-    ("max.message.bytes", "message.max.bytes", ConfigType::Int, "largest record batch accepted"),
-    ("message.timestamp.difference.max.ms", "log.message.timestamp.difference.max.ms", ConfigType::Long, "maximum difference between a record's timestamp and the broker's clock"),
-    ("message.timestamp.type", "log.message.timestamp.type", ConfigType::String, "CreateTime or LogAppendTime"),
-    ("min.insync.replicas", "min.insync.replicas", ConfigType::Int, "replicas that must acknowledge acks=all"),
-    ("preallocate", "log.preallocate", ConfigType::Boolean, "reserve segment space ahead of appends (fallocate, 64 MiB steps)"),
-    ("retention.bytes", "log.retention.bytes", ConfigType::Long, "size a partition may reach before old segments are deleted"),
-    ("retention.ms", "log.retention.ms", ConfigType::Long, "age after which segments are deleted"),
-    ("segment.bytes", "log.segment.bytes", ConfigType::Int, "segment file size"),
-    ("segment.index.bytes", "log.index.size.max.bytes", ConfigType::Int, "offset index size"),
-    ("segment.ms", "log.roll.ms", ConfigType::Long, "time after which a segment rolls"),
-    ("unclean.leader.election.enable", "unclean.leader.election.enable", ConfigType::Boolean, "allow out-of-sync replicas to lead"),
+    (
+        "cleanup.policy",
+        "log.cleanup.policy",
+        ConfigType::List,
+        "delete and/or compact (compaction is not performed yet)",
+    ),
+    (
+        "compression.type",
+        "compression.type",
+        ConfigType::String,
+        "producer, uncompressed, gzip, snappy, lz4 or zstd",
+    ),
+    (
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        ConfigType::Long,
+        "delay before deleting a file from disk",
+    ),
+    (
+        "flush.messages",
+        "log.flush.interval.messages",
+        ConfigType::Long,
+        "messages between forced fsyncs",
+    ),
+    (
+        "flush.ms",
+        "log.flush.interval.ms",
+        ConfigType::Long,
+        "time between forced fsyncs",
+    ),
+    (
+        "index.interval.bytes",
+        "log.index.interval.bytes",
+        ConfigType::Int,
+        "bytes between offset index entries",
+    ),
+    (
+        "max.message.bytes",
+        "message.max.bytes",
+        ConfigType::Int,
+        "largest record batch accepted",
+    ),
+    (
+        "message.timestamp.difference.max.ms",
+        "log.message.timestamp.difference.max.ms",
+        ConfigType::Long,
+        "maximum difference between a record's timestamp and the broker's clock",
+    ),
+    (
+        "message.timestamp.type",
+        "log.message.timestamp.type",
+        ConfigType::String,
+        "CreateTime or LogAppendTime",
+    ),
+    (
+        "min.insync.replicas",
+        "min.insync.replicas",
+        ConfigType::Int,
+        "replicas that must acknowledge acks=all",
+    ),
+    (
+        "preallocate",
+        "log.preallocate",
+        ConfigType::Boolean,
+        "reserve segment space ahead of appends (fallocate, 64 MiB steps)",
+    ),
+    (
+        "retention.bytes",
+        "log.retention.bytes",
+        ConfigType::Long,
+        "size a partition may reach before old segments are deleted",
+    ),
+    (
+        "retention.ms",
+        "log.retention.ms",
+        ConfigType::Long,
+        "age after which segments are deleted",
+    ),
+    (
+        "segment.bytes",
+        "log.segment.bytes",
+        ConfigType::Int,
+        "segment file size",
+    ),
+    (
+        "segment.index.bytes",
+        "log.index.size.max.bytes",
+        ConfigType::Int,
+        "offset index size",
+    ),
+    (
+        "segment.ms",
+        "log.roll.ms",
+        ConfigType::Long,
+        "time after which a segment rolls",
+    ),
+    (
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        ConfigType::Boolean,
+        "allow out-of-sync replicas to lead",
+    ),
 ];
 
 fn parse_i64(key: &str, value: &str) -> Result<i64, ConfigError> {
-    value.trim().parse().map_err(|_| invalid(key, value, "expected an integer"))
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, value, "expected an integer"))
 }
 
 fn parse_u64_range(key: &str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -275,7 +363,11 @@ fn parse_optional(key: &str, value: &str) -> Result<Option<u64>, ConfigError> {
 fn retention(key: &str, value: &str) -> Result<i64, ConfigError> {
     let v = parse_i64(key, value)?;
     if v < -1 {
-        return Err(invalid(key, value, "expected -1 (unlimited) or a non-negative integer"));
+        return Err(invalid(
+            key,
+            value,
+            "expected -1 (unlimited) or a non-negative integer",
+        ));
     }
     Ok(v)
 }
@@ -286,9 +378,13 @@ impl TopicConfig {
         match key {
             "retention.ms" => self.retention_ms = retention(key, value)?,
             "retention.bytes" => self.retention_bytes = retention(key, value)?,
-            "segment.bytes" => self.segment_bytes = parse_u64_range(key, value, 1024, i32::MAX as u64)?,
+            "segment.bytes" => {
+                self.segment_bytes = parse_u64_range(key, value, 1024, i32::MAX as u64)?
+            }
             "segment.ms" => self.segment_ms = parse_u64_range(key, value, 1, i64::MAX as u64)?,
-            "max.message.bytes" => self.max_message_bytes = parse_u64_range(key, value, 0, i32::MAX as u64)? as usize,
+            "max.message.bytes" => {
+                self.max_message_bytes = parse_u64_range(key, value, 0, i32::MAX as u64)? as usize
+            }
             "message.timestamp.type" => {
                 self.message_timestamp_type = match value.trim() {
                     "CreateTime" => TimestampType::CreateTime,
@@ -296,7 +392,9 @@ impl TopicConfig {
                     _ => return Err(invalid(key, value, "expected CreateTime or LogAppendTime")),
                 }
             }
-            "index.interval.bytes" => self.index_interval_bytes = parse_u64_range(key, value, 0, i32::MAX as u64)? as u32,
+            "index.interval.bytes" => {
+                self.index_interval_bytes = parse_u64_range(key, value, 0, i32::MAX as u64)? as u32
+            }
             "cleanup.policy" => {
                 let mut parts: Vec<String> = value
                     .split(',')
@@ -306,26 +404,45 @@ impl TopicConfig {
                 parts.sort();
                 parts.dedup();
                 if parts.is_empty() || parts.iter().any(|p| p != "delete" && p != "compact") {
-                    return Err(invalid(key, value, "expected delete, compact or compact,delete"));
+                    return Err(invalid(
+                        key,
+                        value,
+                        "expected delete, compact or compact,delete",
+                    ));
                 }
                 self.cleanup_policy = parts.join(",");
             }
             "compression.type" => {
                 let v = value.trim().to_ascii_lowercase();
-                if !["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"].contains(&v.as_str()) {
-                    return Err(invalid(key, value, "expected producer, uncompressed, gzip, snappy, lz4 or zstd"));
+                if !["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]
+                    .contains(&v.as_str())
+                {
+                    return Err(invalid(
+                        key,
+                        value,
+                        "expected producer, uncompressed, gzip, snappy, lz4 or zstd",
+                    ));
                 }
                 self.compression_type = v;
             }
-            "min.insync.replicas" => self.min_insync_replicas = parse_u64_range(key, value, 1, i32::MAX as u64)? as i32,
+            "min.insync.replicas" => {
+                self.min_insync_replicas = parse_u64_range(key, value, 1, i32::MAX as u64)? as i32
+            }
             "flush.messages" => self.flush_messages = parse_optional(key, value)?,
             "flush.ms" => self.flush_ms = parse_optional(key, value)?,
-            "segment.index.bytes" => self.segment_index_bytes = parse_u64_range(key, value, 8, i32::MAX as u64)? as u32,
-            "file.delete.delay.ms" => self.file_delete_delay_ms = parse_u64_range(key, value, 0, i64::MAX as u64)?,
-            "message.timestamp.difference.max.ms" => {
-                self.message_timestamp_difference_max_ms = parse_u64_range(key, value, 0, i64::MAX as u64)? as i64
+            "segment.index.bytes" => {
+                self.segment_index_bytes = parse_u64_range(key, value, 8, i32::MAX as u64)? as u32
             }
-            "unclean.leader.election.enable" => self.unclean_leader_election_enable = parse_bool(key, value)?,
+            "file.delete.delay.ms" => {
+                self.file_delete_delay_ms = parse_u64_range(key, value, 0, i64::MAX as u64)?
+            }
+            "message.timestamp.difference.max.ms" => {
+                self.message_timestamp_difference_max_ms =
+                    parse_u64_range(key, value, 0, i64::MAX as u64)? as i64
+            }
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = parse_bool(key, value)?
+            }
             "preallocate" => self.preallocate = parse_bool(key, value)?,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
@@ -334,7 +451,9 @@ impl TopicConfig {
 
     /// Resets one topic-level key to its value in `defaults`.
     pub fn reset(&mut self, key: &str, defaults: &TopicConfig) -> Result<(), ConfigError> {
-        let value = defaults.get(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
+        let value = defaults
+            .get(key)
+            .ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
         self.set(key, &value)
     }
 
@@ -359,7 +478,9 @@ impl TopicConfig {
             "flush.ms" => never(self.flush_ms),
             "segment.index.bytes" => self.segment_index_bytes.to_string(),
             "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
-            "message.timestamp.difference.max.ms" => self.message_timestamp_difference_max_ms.to_string(),
+            "message.timestamp.difference.max.ms" => {
+                self.message_timestamp_difference_max_ms.to_string()
+            }
             "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
             "preallocate" => self.preallocate.to_string(),
             _ => return None,
@@ -373,7 +494,10 @@ impl TopicConfig {
 
     /// The broker-level key that sets the default of a topic key.
     pub fn broker_synonym(topic_key: &str) -> Option<&'static str> {
-        TOPIC_KEYS.iter().find(|(k, ..)| *k == topic_key).map(|(_, b, ..)| *b)
+        TOPIC_KEYS
+            .iter()
+            .find(|(k, ..)| *k == topic_key)
+            .map(|(_, b, ..)| *b)
     }
 
     /// Every topic-level key for DescribeConfigs, sorted by name.
@@ -382,13 +506,16 @@ impl TopicConfig {
         overrides: &BTreeMap<String, String>,
         broker_explicit: &BTreeMap<String, String>,
     ) -> Vec<ConfigEntry> {
-        let effective = topic_config_from_overrides(defaults, overrides).unwrap_or_else(|_| defaults.clone());
+        let effective =
+            topic_config_from_overrides(defaults, overrides).unwrap_or_else(|_| defaults.clone());
         TOPIC_KEYS
             .iter()
             .map(|(key, broker_key, config_type, doc)| {
                 let (source, is_default) = if overrides.contains_key(*key) {
                     (ConfigSource::DynamicTopic, false)
-                } else if broker_explicit.contains_key(*broker_key) || broker_synonym_set(broker_key, broker_explicit) {
+                } else if broker_explicit.contains_key(*broker_key)
+                    || broker_synonym_set(broker_key, broker_explicit)
+                {
                     (ConfigSource::StaticBroker, false)
                 } else {
                     (ConfigSource::Default, true)
@@ -553,16 +680,26 @@ const NO_EFFECT_KEYS: &[&str] = &[
 
 /// Parses a `host:port` or `PROTOCOL://host:port` listener (first of a
 /// comma list). Returns (host, port).
-fn parse_listener(key: &str, value: &str, warnings: &mut Vec<String>) -> Result<(String, u16), ConfigError> {
+fn parse_listener(
+    key: &str,
+    value: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(String, u16), ConfigError> {
     let mut items = value.split(',').map(str::trim).filter(|s| !s.is_empty());
-    let first = items.next().ok_or_else(|| invalid(key, value, "expected PLAINTEXT://host:port"))?;
+    let first = items
+        .next()
+        .ok_or_else(|| invalid(key, value, "expected PLAINTEXT://host:port"))?;
     if items.next().is_some() {
         warnings.push(format!("{key}: only the first listener ({first}) is used"));
     }
     let rest = match first.split_once("://") {
         Some((protocol, rest)) => {
             if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
-                return Err(invalid(key, value, "only PLAINTEXT listeners are supported"));
+                return Err(invalid(
+                    key,
+                    value,
+                    "only PLAINTEXT listeners are supported",
+                ));
             }
             rest
         }
@@ -571,8 +708,13 @@ fn parse_listener(key: &str, value: &str, warnings: &mut Vec<String>) -> Result<
     let (host, port) = rest
         .rsplit_once(':')
         .ok_or_else(|| invalid(key, value, "expected host:port"))?;
-    let port: u16 = port.parse().map_err(|_| invalid(key, value, "expected a port number"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid(key, value, "expected a port number"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     Ok((host, port))
 }
 
@@ -622,26 +764,34 @@ impl Builder {
             }
             "log.dirs" | "log.dir" => {
                 let mut dirs = value.split(',').map(str::trim).filter(|s| !s.is_empty());
-                let first = dirs.next().ok_or_else(|| invalid(key, value, "expected a directory"))?;
+                let first = dirs
+                    .next()
+                    .ok_or_else(|| invalid(key, value, "expected a directory"))?;
                 if dirs.next().is_some() {
-                    self.warnings.push(format!("{key}: only the first directory ({first}) is used"));
+                    self.warnings
+                        .push(format!("{key}: only the first directory ({first}) is used"));
                 }
                 c.data_dir = PathBuf::from(first);
             }
             "ringbroker.shards" => c.shards = parse_u64_range(key, value, 1, 1024)? as usize,
             "num.partitions" => c.num_partitions = parse_u64_range(key, value, 1, 100_000)? as i32,
             "default.replication.factor" => {
-                c.default_replication_factor = parse_u64_range(key, value, 1, i16::MAX as u64)? as i16
+                c.default_replication_factor =
+                    parse_u64_range(key, value, 1, i16::MAX as u64)? as i16
             }
             "auto.create.topics.enable" => c.auto_create_topics = parse_bool(key, value)?,
             "delete.topic.enable" => c.delete_topic_enable = parse_bool(key, value)?,
             "socket.request.max.bytes" => {
-                c.socket_request_max_bytes = parse_u64_range(key, value, 1024, i32::MAX as u64)? as usize
+                c.socket_request_max_bytes =
+                    parse_u64_range(key, value, 1024, i32::MAX as u64)? as usize
             }
             "ringbroker.connection.max.inflight.requests" => {
-                c.max_inflight_requests_per_connection = parse_u64_range(key, value, 1, 1024)? as usize
+                c.max_inflight_requests_per_connection =
+                    parse_u64_range(key, value, 1, 1024)? as usize
             }
-            "connections.max.idle.ms" => c.connections_max_idle_ms = parse_u64_range(key, value, 1, i64::MAX as u64)?,
+            "connections.max.idle.ms" => {
+                c.connections_max_idle_ms = parse_u64_range(key, value, 1, i64::MAX as u64)?
+            }
             "log.retention.check.interval.ms" => {
                 c.log_retention_check_interval_ms = parse_u64_range(key, value, 1, i64::MAX as u64)?
             }
@@ -654,13 +804,18 @@ impl Builder {
                 c.topic_defaults.set("flush.messages", value)?;
             }
             "group.initial.rebalance.delay.ms" => {
-                c.group_initial_rebalance_delay_ms = parse_u64_range(key, value, 0, i64::MAX as u64)?
+                c.group_initial_rebalance_delay_ms =
+                    parse_u64_range(key, value, 0, i64::MAX as u64)?
             }
             "offsets.topic.num.partitions" => {
                 c.offsets_topic_num_partitions = parse_u64_range(key, value, 1, 100_000)? as i32
             }
-            "offsets.retention.minutes" => c.offsets_retention_minutes = parse_u64_range(key, value, 1, i64::MAX as u64)?,
-            "ringbroker.spin.before.park.us" => c.spin_before_park_us = parse_u64_range(key, value, 0, 10_000)?,
+            "offsets.retention.minutes" => {
+                c.offsets_retention_minutes = parse_u64_range(key, value, 1, i64::MAX as u64)?
+            }
+            "ringbroker.spin.before.park.us" => {
+                c.spin_before_park_us = parse_u64_range(key, value, 0, 10_000)?
+            }
             "ringbroker.log.sync.scope" => {
                 c.log_sync_filesystem = match value.trim() {
                     "partition" => false,
@@ -675,42 +830,65 @@ impl Builder {
                 }
             }
             "ringbroker.log.write.mode" => {
-                c.log_write_mode = WriteMode::parse(value).ok_or_else(|| ConfigError::InvalidValue {
-                    key: key.into(),
-                    value: value.into(),
-                    reason: "expected buffered or direct".into(),
-                })?
+                c.log_write_mode =
+                    WriteMode::parse(value).ok_or_else(|| ConfigError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        reason: "expected buffered or direct".into(),
+                    })?
             }
             "log.retention.ms" => self.retention_ms = Some((0, key.into(), value.into())),
-            "log.retention.minutes" => self.retention_ms = precedence(self.retention_ms.take(), 1, key, value),
-            "log.retention.hours" => self.retention_ms = precedence(self.retention_ms.take(), 2, key, value),
+            "log.retention.minutes" => {
+                self.retention_ms = precedence(self.retention_ms.take(), 1, key, value)
+            }
+            "log.retention.hours" => {
+                self.retention_ms = precedence(self.retention_ms.take(), 2, key, value)
+            }
             "log.roll.ms" => self.roll_ms = Some((0, key.into(), value.into())),
             "log.roll.hours" => self.roll_ms = precedence(self.roll_ms.take(), 1, key, value),
-            "message.max.bytes" => c.topic_defaults.set("max.message.bytes", value).map_err(|e| rename(e, key))?,
+            "message.max.bytes" => c
+                .topic_defaults
+                .set("max.message.bytes", value)
+                .map_err(|e| rename(e, key))?,
             _ => {
                 if let Some((topic_key, ..)) = TOPIC_KEYS.iter().find(|(_, b, ..)| *b == key) {
-                    c.topic_defaults.set(topic_key, value).map_err(|e| rename(e, key))?;
-                } else if NO_EFFECT_KEYS.contains(&key) || key.starts_with("log.cleaner.") || key.starts_with("transaction.") {
-                    self.warnings.push(format!("'{key}' has no effect in ringbroker"));
+                    c.topic_defaults
+                        .set(topic_key, value)
+                        .map_err(|e| rename(e, key))?;
+                } else if NO_EFFECT_KEYS.contains(&key)
+                    || key.starts_with("log.cleaner.")
+                    || key.starts_with("transaction.")
+                {
+                    self.warnings
+                        .push(format!("'{key}' has no effect in ringbroker"));
                     return Ok(());
                 } else {
-                    self.warnings.push(format!("unknown config key '{key}' ignored"));
+                    self.warnings
+                        .push(format!("unknown config key '{key}' ignored"));
                     return Ok(());
                 }
             }
         }
-        self.config.explicit.insert(key.to_string(), value.to_string());
+        self.config
+            .explicit
+            .insert(key.to_string(), value.to_string());
         Ok(())
     }
 
     fn finish(mut self) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
         if let Some((unit, key, value)) = self.retention_ms.take() {
             let ms = scaled(unit, &key, &value)?;
-            self.config.topic_defaults.set("retention.ms", &ms).map_err(|e| rename(e, &key))?;
+            self.config
+                .topic_defaults
+                .set("retention.ms", &ms)
+                .map_err(|e| rename(e, &key))?;
         }
         if let Some((unit, key, value)) = self.roll_ms.take() {
             let ms = scaled(if unit == 1 { 2 } else { 0 }, &key, &value)?;
-            self.config.topic_defaults.set("segment.ms", &ms).map_err(|e| rename(e, &key))?;
+            self.config
+                .topic_defaults
+                .set("segment.ms", &ms)
+                .map_err(|e| rename(e, &key))?;
         }
         if let Some((key, value)) = self.listeners.take() {
             let (host, port) = parse_listener(&key, &value, &mut self.warnings)?;
@@ -726,7 +904,11 @@ impl Builder {
             }
             None => {
                 let ip = self.config.listen.ip();
-                let host = if ip.is_unspecified() { machine_hostname() } else { ip.to_string() };
+                let host = if ip.is_unspecified() {
+                    machine_hostname()
+                } else {
+                    ip.to_string()
+                };
                 (host, self.config.listen.port())
             }
         };
@@ -737,7 +919,12 @@ impl Builder {
 }
 
 /// Keeps the most precise of the retention/roll keys (ms < minutes < hours).
-fn precedence(current: Option<(u8, String, String)>, unit: u8, key: &str, value: &str) -> Option<(u8, String, String)> {
+fn precedence(
+    current: Option<(u8, String, String)>,
+    unit: u8,
+    key: &str,
+    value: &str,
+) -> Option<(u8, String, String)> {
     match current {
         Some(c) if c.0 < unit => Some(c),
         _ => Some((unit, key.to_string(), value.to_string())),
@@ -778,38 +965,110 @@ impl BrokerConfig {
     pub fn describe(&self) -> Vec<ConfigEntry> {
         let opt = |v: Option<u64>| v.map_or(i64::MAX.to_string(), |v| v.to_string());
         let listener = format!("PLAINTEXT://{}", self.listen);
-        let advertised = format!("PLAINTEXT://{}:{}", self.advertised_host, self.advertised_port);
+        let advertised = format!(
+            "PLAINTEXT://{}:{}",
+            self.advertised_host, self.advertised_port
+        );
         let mut items: Vec<(&str, String, ConfigType)> = vec![
             ("listeners", listener, ConfigType::String),
             ("advertised.listeners", advertised, ConfigType::String),
             ("node.id", self.node_id.to_string(), ConfigType::Int),
             ("broker.id", self.node_id.to_string(), ConfigType::Int),
-            ("log.dirs", self.data_dir.display().to_string(), ConfigType::String),
-            ("ringbroker.shards", self.shards.to_string(), ConfigType::Int),
-            ("num.partitions", self.num_partitions.to_string(), ConfigType::Int),
-            ("default.replication.factor", self.default_replication_factor.to_string(), ConfigType::Int),
-            ("auto.create.topics.enable", self.auto_create_topics.to_string(), ConfigType::Boolean),
-            ("delete.topic.enable", self.delete_topic_enable.to_string(), ConfigType::Boolean),
-            ("socket.request.max.bytes", self.socket_request_max_bytes.to_string(), ConfigType::Int),
+            (
+                "log.dirs",
+                self.data_dir.display().to_string(),
+                ConfigType::String,
+            ),
+            (
+                "ringbroker.shards",
+                self.shards.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "num.partitions",
+                self.num_partitions.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics.to_string(),
+                ConfigType::Boolean,
+            ),
+            (
+                "delete.topic.enable",
+                self.delete_topic_enable.to_string(),
+                ConfigType::Boolean,
+            ),
+            (
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+                ConfigType::Int,
+            ),
             (
                 "ringbroker.connection.max.inflight.requests",
                 self.max_inflight_requests_per_connection.to_string(),
                 ConfigType::Int,
             ),
-            ("connections.max.idle.ms", self.connections_max_idle_ms.to_string(), ConfigType::Long),
-            ("log.retention.check.interval.ms", self.log_retention_check_interval_ms.to_string(), ConfigType::Long),
-            ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string(), ConfigType::Int),
-            ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string(), ConfigType::Int),
-            ("offsets.retention.minutes", self.offsets_retention_minutes.to_string(), ConfigType::Int),
-            ("ringbroker.spin.before.park.us", self.spin_before_park_us.to_string(), ConfigType::Long),
-            ("ringbroker.log.write.mode", self.log_write_mode.name().to_string(), ConfigType::String),
             (
-                "ringbroker.log.sync.scope",
-                if self.log_sync_filesystem { "filesystem" } else { "partition" }.to_string(),
+                "connections.max.idle.ms",
+                self.connections_max_idle_ms.to_string(),
+                ConfigType::Long,
+            ),
+            (
+                "log.retention.check.interval.ms",
+                self.log_retention_check_interval_ms.to_string(),
+                ConfigType::Long,
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                self.group_initial_rebalance_delay_ms.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "offsets.topic.num.partitions",
+                self.offsets_topic_num_partitions.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "offsets.retention.minutes",
+                self.offsets_retention_minutes.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "ringbroker.spin.before.park.us",
+                self.spin_before_park_us.to_string(),
+                ConfigType::Long,
+            ),
+            (
+                "ringbroker.log.write.mode",
+                self.log_write_mode.name().to_string(),
                 ConfigType::String,
             ),
-            ("log.flush.interval.ms", opt(self.log_flush_interval_ms), ConfigType::Long),
-            ("log.flush.interval.messages", opt(self.log_flush_interval_messages), ConfigType::Long),
+            (
+                "ringbroker.log.sync.scope",
+                if self.log_sync_filesystem {
+                    "filesystem"
+                } else {
+                    "partition"
+                }
+                .to_string(),
+                ConfigType::String,
+            ),
+            (
+                "log.flush.interval.ms",
+                opt(self.log_flush_interval_ms),
+                ConfigType::Long,
+            ),
+            (
+                "log.flush.interval.messages",
+                opt(self.log_flush_interval_messages),
+                ConfigType::Long,
+            ),
         ];
         for (topic_key, broker_key, config_type, _) in TOPIC_KEYS {
             if items.iter().any(|(k, ..)| k == broker_key) {
@@ -833,7 +1092,11 @@ impl BrokerConfig {
                     value: Some(value),
                     read_only: true,
                     is_default: !explicit,
-                    source: if explicit { ConfigSource::StaticBroker } else { ConfigSource::Default },
+                    source: if explicit {
+                        ConfigSource::StaticBroker
+                    } else {
+                        ConfigSource::Default
+                    },
                     sensitive: false,
                     config_type,
                     documentation: None,
@@ -889,14 +1152,18 @@ pub fn parse_properties(text: &str) -> Result<Vec<(String, String, usize)>, Conf
             continue;
         }
         // A line ending in an odd number of backslashes continues.
-        while logical.ends_with('\\') && (logical.len() - logical.trim_end_matches('\\').len()) % 2 == 1 {
+        while logical.ends_with('\\')
+            && (logical.len() - logical.trim_end_matches('\\').len()) % 2 == 1
+        {
             logical.pop();
             match lines.next() {
                 Some((_, next)) => logical.push_str(next.trim_start()),
                 None => break,
             }
         }
-        let split = logical.find(['=', ':']).or_else(|| logical.find(char::is_whitespace));
+        let split = logical
+            .find(['=', ':'])
+            .or_else(|| logical.find(char::is_whitespace));
         let (key, value) = match split {
             Some(i) => {
                 let (k, v) = logical.split_at(i);
@@ -905,14 +1172,22 @@ pub fn parse_properties(text: &str) -> Result<Vec<(String, String, usize)>, Conf
             }
             None => (logical.trim(), ""),
         };
-        let unescape = |s: &str| s.replace("\\t", "\t").replace("\\n", "\n").replace("\\:", ":").replace("\\=", "=").replace("\\\\", "\\");
+        let unescape = |s: &str| {
+            s.replace("\\t", "\t")
+                .replace("\\n", "\n")
+                .replace("\\:", ":")
+                .replace("\\=", "=")
+                .replace("\\\\", "\\")
+        };
         out.push((unescape(key), unescape(value), number + 1));
     }
     Ok(out)
 }
 
 /// Parses argv without the program name.
-pub fn parse_command_line<I: IntoIterator<Item = String>>(args: I) -> Result<CommandLine, ConfigError> {
+pub fn parse_command_line<I: IntoIterator<Item = String>>(
+    args: I,
+) -> Result<CommandLine, ConfigError> {
     let mut flags: Vec<(String, String)> = Vec::new();
     let mut file = None;
     let mut overrides = Vec::new();
@@ -935,9 +1210,11 @@ pub fn parse_command_line<I: IntoIterator<Item = String>>(args: I) -> Result<Com
                 match name.as_str() {
                     "--config" => file = Some(value),
                     "--override" => {
-                        let (k, v) = value
-                            .split_once('=')
-                            .ok_or_else(|| ConfigError::Usage(format!("--override expects key=value, got '{value}'")))?;
+                        let (k, v) = value.split_once('=').ok_or_else(|| {
+                            ConfigError::Usage(format!(
+                                "--override expects key=value, got '{value}'"
+                            ))
+                        })?;
                         overrides.push((k.trim().to_string(), v.trim().to_string()));
                     }
                     _ => flags.push((name, value)),
@@ -968,15 +1245,26 @@ pub fn parse_command_line<I: IntoIterator<Item = String>>(args: I) -> Result<Com
     }
     for (flag, value) in flags {
         match flag.as_str() {
-            "--listen" => builder.set("listeners", &value).map_err(|e| rename(e, "--listen"))?,
-            "--data-dir" => builder.set("log.dirs", &value).map_err(|e| rename(e, "--data-dir"))?,
-            "--shards" => builder.set("ringbroker.shards", &value).map_err(|e| rename(e, "--shards"))?,
-            "--node-id" => builder.set("node.id", &value).map_err(|e| rename(e, "--node-id"))?,
+            "--listen" => builder
+                .set("listeners", &value)
+                .map_err(|e| rename(e, "--listen"))?,
+            "--data-dir" => builder
+                .set("log.dirs", &value)
+                .map_err(|e| rename(e, "--data-dir"))?,
+            "--shards" => builder
+                .set("ringbroker.shards", &value)
+                .map_err(|e| rename(e, "--shards"))?,
+            "--node-id" => builder
+                .set("node.id", &value)
+                .map_err(|e| rename(e, "--node-id"))?,
             _ => {}
         }
     }
     let (config, warnings) = builder.finish()?;
-    Ok(CommandLine::Run { config: Box::new(config), warnings })
+    Ok(CommandLine::Run {
+        config: Box::new(config),
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -994,7 +1282,10 @@ mod tests {
     fn defaults() {
         let (c, w) = run(&[]).expect("parses");
         assert_eq!(c.listen, "127.0.0.1:9092".parse().unwrap());
-        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("127.0.0.1", 9092));
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("127.0.0.1", 9092)
+        );
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!((c.num_partitions, c.auto_create_topics), (1, true));
         assert_eq!(c.topic_defaults, TopicConfig::default());
@@ -1005,7 +1296,10 @@ mod tests {
     fn properties_parsing() {
         let text = "# comment\n! also\n\nlisteners = PLAINTEXT://127.0.0.1:9999\nlog.dirs:/tmp/a,\\\n  /tmp/b\nnum.partitions 4\n";
         let props = parse_properties(text).unwrap();
-        assert_eq!(props[0], ("listeners".into(), "PLAINTEXT://127.0.0.1:9999".into(), 4));
+        assert_eq!(
+            props[0],
+            ("listeners".into(), "PLAINTEXT://127.0.0.1:9999".into(), 4)
+        );
         assert_eq!(props[1].1, "/tmp/a,/tmp/b");
         assert_eq!(props[2], ("num.partitions".into(), "4".into(), 7));
     }
@@ -1016,22 +1310,44 @@ mod tests {
         let path = dir.path().join("server.properties");
         std::fs::write(&path, "num.partitions=3\nlog.dirs=/from/file\nlisteners=PLAINTEXT://127.0.0.1:9100\nlog.segment.bytes=2048\nfoo.bar=1\nzookeeper.connect=x\n").unwrap();
         let p = path.to_str().unwrap();
-        let (c, w) = run(&["--config", p, "--override", "num.partitions=5", "--override=log.dirs=/from/override", "--data-dir=/from/flag"]).unwrap();
+        let (c, w) = run(&[
+            "--config",
+            p,
+            "--override",
+            "num.partitions=5",
+            "--override=log.dirs=/from/override",
+            "--data-dir=/from/flag",
+        ])
+        .unwrap();
         assert_eq!(c.num_partitions, 5);
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.topic_defaults.segment_bytes, 2048);
         assert!(w.iter().any(|w| w.contains("foo.bar")));
-        assert!(w.iter().any(|w| w.contains("zookeeper.connect") && w.contains("no effect")));
+        assert!(w
+            .iter()
+            .any(|w| w.contains("zookeeper.connect") && w.contains("no effect")));
     }
 
     #[test]
     fn retention_units() {
         let (c, _) = run(&["--override", "log.retention.hours=2"]).unwrap();
         assert_eq!(c.topic_defaults.retention_ms, 7_200_000);
-        let (c, _) = run(&["--override", "log.retention.minutes=3", "--override", "log.retention.hours=2"]).unwrap();
+        let (c, _) = run(&[
+            "--override",
+            "log.retention.minutes=3",
+            "--override",
+            "log.retention.hours=2",
+        ])
+        .unwrap();
         assert_eq!(c.topic_defaults.retention_ms, 180_000);
-        let (c, _) = run(&["--override", "log.retention.ms=5", "--override", "log.retention.minutes=3"]).unwrap();
+        let (c, _) = run(&[
+            "--override",
+            "log.retention.ms=5",
+            "--override",
+            "log.retention.minutes=3",
+        ])
+        .unwrap();
         assert_eq!(c.topic_defaults.retention_ms, 5);
         let (c, _) = run(&["--override", "log.roll.hours=1"]).unwrap();
         assert_eq!(c.topic_defaults.segment_ms, 3_600_000);
@@ -1039,15 +1355,31 @@ mod tests {
 
     #[test]
     fn bad_values_are_one_line_errors() {
-        let e = run(&["--override", "log.segment.bytes=abc"]).unwrap_err().to_string();
-        assert_eq!(e, "invalid value 'abc' for log.segment.bytes: expected an integer");
-        assert!(run(&["--shards", "0"]).unwrap_err().to_string().contains("--shards"));
-        assert!(run(&["--listen", "SSL://127.0.0.1:1"]).unwrap_err().to_string().contains("PLAINTEXT"));
+        let e = run(&["--override", "log.segment.bytes=abc"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid value 'abc' for log.segment.bytes: expected an integer"
+        );
+        assert!(run(&["--shards", "0"])
+            .unwrap_err()
+            .to_string()
+            .contains("--shards"));
+        assert!(run(&["--listen", "SSL://127.0.0.1:1"])
+            .unwrap_err()
+            .to_string()
+            .contains("PLAINTEXT"));
         assert!(matches!(run(&["--bogus"]), Err(ConfigError::Usage(_))));
         assert!(matches!(run(&["--listen"]), Err(ConfigError::Usage(_))));
         assert!(run(&["--override", "auto.create.topics.enable=maybe"]).is_err());
-        let e = run(&["--override", "ringbroker.log.write.mode=dma"]).unwrap_err().to_string();
-        assert_eq!(e, "invalid value 'dma' for ringbroker.log.write.mode: expected buffered or direct");
+        let e = run(&["--override", "ringbroker.log.write.mode=dma"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid value 'dma' for ringbroker.log.write.mode: expected buffered or direct"
+        );
     }
 
     #[test]
@@ -1055,7 +1387,13 @@ mod tests {
         let (c, _) = run(&[]).unwrap();
         assert_eq!(c.log_write_mode, WriteMode::Buffered);
         assert!(c.topic_defaults.preallocate);
-        let (c, _) = run(&["--override", "ringbroker.log.write.mode=direct", "--override", "log.preallocate=false"]).unwrap();
+        let (c, _) = run(&[
+            "--override",
+            "ringbroker.log.write.mode=direct",
+            "--override",
+            "log.preallocate=false",
+        ])
+        .unwrap();
         assert_eq!(c.log_write_mode, WriteMode::Direct);
         assert!(!c.topic_defaults.preallocate);
         assert!(!c.log_sync_filesystem);
@@ -1071,14 +1409,27 @@ mod tests {
         assert_ne!(c.advertised_host, "0.0.0.0");
         let (c, _) = run(&["--listen", "localhost:9301"]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9301".parse().unwrap());
-        let (c, _) = run(&["--override", "advertised.listeners=PLAINTEXT://broker.example:19092"]).unwrap();
-        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("broker.example", 19092));
+        let (c, _) = run(&[
+            "--override",
+            "advertised.listeners=PLAINTEXT://broker.example:19092",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("broker.example", 19092)
+        );
     }
 
     #[test]
     fn help_and_version() {
-        assert!(matches!(parse_command_line(vec!["--help".to_string()]), Ok(CommandLine::Help(_))));
-        assert!(matches!(parse_command_line(vec!["-V".to_string()]), Ok(CommandLine::Version)));
+        assert!(matches!(
+            parse_command_line(vec!["--help".to_string()]),
+            Ok(CommandLine::Help(_))
+        ));
+        assert!(matches!(
+            parse_command_line(vec!["-V".to_string()]),
+            Ok(CommandLine::Version)
+        ));
     }
 
     #[test]
@@ -1088,12 +1439,18 @@ mod tests {
         overrides.insert("retention.ms".to_string(), "1000".to_string());
         overrides.insert("cleanup.policy".to_string(), "Delete, compact".to_string());
         let c = topic_config_from_overrides(&defaults, &overrides).unwrap();
-        assert_eq!((c.retention_ms, c.cleanup_policy.as_str()), (1000, "compact,delete"));
+        assert_eq!(
+            (c.retention_ms, c.cleanup_policy.as_str()),
+            (1000, "compact,delete")
+        );
         overrides.insert("segment.bytes".to_string(), "-5".to_string());
         assert!(topic_config_from_overrides(&defaults, &overrides).is_err());
         overrides.remove("segment.bytes");
         overrides.insert("nope".to_string(), "1".to_string());
-        assert_eq!(topic_config_from_overrides(&defaults, &overrides), Err(ConfigError::UnknownKey("nope".into())));
+        assert_eq!(
+            topic_config_from_overrides(&defaults, &overrides),
+            Err(ConfigError::UnknownKey("nope".into()))
+        );
 
         let mut t = defaults.clone();
         t.set("message.timestamp.type", "LogAppendTime").unwrap();
@@ -1106,11 +1463,20 @@ mod tests {
         o.insert("retention.ms".to_string(), "1000".to_string());
         let entries = TopicConfig::describe(&defaults, &o, &explicit);
         let find = |n: &str| entries.iter().find(|e| e.name == n).unwrap().clone();
-        assert_eq!((find("retention.ms").source, find("retention.ms").value.as_deref()), (ConfigSource::DynamicTopic, Some("1000")));
+        assert_eq!(
+            (
+                find("retention.ms").source,
+                find("retention.ms").value.as_deref()
+            ),
+            (ConfigSource::DynamicTopic, Some("1000"))
+        );
         assert_eq!(find("segment.bytes").source, ConfigSource::StaticBroker);
         assert_eq!(find("max.message.bytes").source, ConfigSource::Default);
         assert!(find("max.message.bytes").is_default);
-        assert_eq!(TopicConfig::broker_synonym("max.message.bytes"), Some("message.max.bytes"));
+        assert_eq!(
+            TopicConfig::broker_synonym("max.message.bytes"),
+            Some("message.max.bytes")
+        );
         assert!(TopicConfig::is_known_key("flush.ms") && !TopicConfig::is_known_key("x"));
     }
 
@@ -1119,8 +1485,14 @@ mod tests {
         let (c, _) = run(&["--override", "num.partitions=3"]).unwrap();
         let entries = c.describe();
         let n = entries.iter().find(|e| e.name == "num.partitions").unwrap();
-        assert_eq!((n.value.as_deref(), n.source, n.read_only), (Some("3"), ConfigSource::StaticBroker, true));
-        let m = entries.iter().find(|e| e.name == "message.max.bytes").unwrap();
+        assert_eq!(
+            (n.value.as_deref(), n.source, n.read_only),
+            (Some("3"), ConfigSource::StaticBroker, true)
+        );
+        let m = entries
+            .iter()
+            .find(|e| e.name == "message.max.bytes")
+            .unwrap();
         assert_eq!(m.source, ConfigSource::Default);
     }
 }

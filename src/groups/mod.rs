@@ -239,14 +239,31 @@ impl Group {
 
     /// Protocols every member supports, by votes of first preference.
     fn select_protocol(&self) -> Option<String> {
-        let mut candidates: Vec<&str> = self.members.values().next()?.protocols.iter().map(|(n, _)| n.as_str()).collect();
-        candidates.retain(|c| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == c)));
+        let mut candidates: Vec<&str> = self
+            .members
+            .values()
+            .next()?
+            .protocols
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        candidates.retain(|c| {
+            self.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(n, _)| n == c))
+        });
         let mut best: Option<(&str, usize)> = None;
         for c in &candidates {
             let votes = self
                 .members
                 .values()
-                .filter(|m| m.protocols.iter().map(|(n, _)| n.as_str()).find(|n| candidates.contains(n)) == Some(*c))
+                .filter(|m| {
+                    m.protocols
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .find(|n| candidates.contains(n))
+                        == Some(*c)
+                })
                 .count();
             if best.is_none_or(|(_, v)| votes > v) {
                 best = Some((c, votes));
@@ -260,9 +277,11 @@ impl Group {
             return true;
         }
         self.protocol_type.as_deref() == Some(protocol_type)
-            && protocols
-                .iter()
-                .any(|(n, _)| self.members.values().all(|m| m.protocols.iter().any(|(mn, _)| mn == n)))
+            && protocols.iter().any(|(n, _)| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(mn, _)| mn == n))
+            })
     }
 }
 
@@ -386,7 +405,11 @@ pub struct Coordinator {
 
 /// The `__consumer_offsets` partition and coordinator shard of a group.
 pub fn placement(shard: &Shard, group: &str) -> (i32, ringbroker_shards::ShardId) {
-    let partitions = shard.catalog().topics.get(OFFSETS_TOPIC).map_or(1, |m| m.partitions);
+    let partitions = shard
+        .catalog()
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map_or(1, |m| m.partitions);
     let partition = store::partition_for(group, partitions);
     (partition, shard.owner(OFFSETS_TOPIC, partition))
 }
@@ -412,7 +435,9 @@ impl Coordinator {
                     Ok(Some(slice)) => slice,
                     _ => break,
                 };
-                let Ok(bytes) = slice.read_to_vec() else { break };
+                let Ok(bytes) = slice.read_to_vec() else {
+                    break;
+                };
                 let mut next = offset;
                 for item in crate::protocol::batch::batches(&bytes) {
                     match item {
@@ -438,7 +463,12 @@ impl Coordinator {
             }
         }
         if loaded > 0 {
-            log::info!("{}: loaded {} group records ({} groups)", shard.id, loaded, groups.len());
+            log::info!(
+                "{}: loaded {} group records ({} groups)",
+                shard.id,
+                loaded,
+                groups.len()
+            );
         }
     }
 
@@ -460,7 +490,12 @@ impl Coordinator {
 
 fn apply(groups: &mut HashMap<String, Group>, entry: Entry) {
     match entry {
-        Entry::Offset { group, topic, partition, value } => {
+        Entry::Offset {
+            group,
+            topic,
+            partition,
+            value,
+        } => {
             let g = groups.entry(group).or_insert_with(Group::new);
             match value {
                 Some(v) => {
@@ -474,7 +509,10 @@ fn apply(groups: &mut HashMap<String, Group>, entry: Entry) {
         Entry::Group { group, value: None } => {
             groups.remove(&group);
         }
-        Entry::Group { group, value: Some(stored) } => {
+        Entry::Group {
+            group,
+            value: Some(stored),
+        } => {
             let g = groups.entry(group).or_insert_with(Group::new);
             g.generation = stored.generation;
             g.protocol_type = (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
@@ -486,7 +524,8 @@ fn apply(groups: &mut HashMap<String, Group>, entry: Entry) {
             let now = Instant::now();
             for m in stored.members {
                 if let Some(instance) = &m.instance_id {
-                    g.static_members.insert(instance.clone(), m.member_id.clone());
+                    g.static_members
+                        .insert(instance.clone(), m.member_id.clone());
                 }
                 g.members.insert(
                     m.member_id,
@@ -496,7 +535,10 @@ fn apply(groups: &mut HashMap<String, Group>, entry: Entry) {
                         client_host: m.client_host,
                         session_timeout_ms: m.session_timeout_ms,
                         rebalance_timeout_ms: m.rebalance_timeout_ms,
-                        protocols: vec![(stored.protocol.clone().unwrap_or_default(), m.subscription)],
+                        protocols: vec![(
+                            stored.protocol.clone().unwrap_or_default(),
+                            m.subscription,
+                        )],
                         assignment: m.assignment,
                         joined: false,
                         join_reply: None,
@@ -506,7 +548,11 @@ fn apply(groups: &mut HashMap<String, Group>, entry: Entry) {
             }
             // Members resume where they were: they keep heartbeating with
             // their generation, or expire after their session timeout.
-            g.state = if g.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+            g.state = if g.members.is_empty() {
+                GroupState::Empty
+            } else {
+                GroupState::Stable
+            };
         }
     }
 }
@@ -523,11 +569,15 @@ async fn persist(shard: &Rc<Shard>, group: &str, records: Vec<(Bytes, Option<Byt
         partition,
         records: store::batch(&records, now_ms()),
     };
-    let result = shard.produce_local(-1, PERSIST_TIMEOUT_MS, vec![part]).await;
+    let result = shard
+        .produce_local(-1, PERSIST_TIMEOUT_MS, vec![part])
+        .await;
     match result.first().map(|r| r.error_code) {
         Some(0) => 0,
         Some(code) => {
-            log::warn!("group {group}: writing to {OFFSETS_TOPIC}-{partition} failed with error {code}");
+            log::warn!(
+                "group {group}: writing to {OFFSETS_TOPIC}-{partition} failed with error {code}"
+            );
             if code == ErrorCode::RequestTimedOut.code() {
                 code
             } else {
@@ -542,7 +592,10 @@ async fn persist_group(shard: &Rc<Shard>, group: &str) {
     let record = {
         let groups = shard.groups.groups.borrow();
         match groups.get(group) {
-            Some(g) => (store::group_key(group), Some(store::group_value(&g.stored()))),
+            Some(g) => (
+                store::group_key(group),
+                Some(store::group_value(&g.stored())),
+            ),
             None => (store::group_key(group), None),
         }
     };
@@ -561,13 +614,31 @@ pub async fn handle(shard: &Rc<Shard>, call: GroupCall) -> GroupReply {
             protocol_type,
             protocol,
             assignments,
-        } => sync(shard, group, generation, member_id, instance_id, protocol_type, protocol, assignments).await,
+        } => {
+            sync(
+                shard,
+                group,
+                generation,
+                member_id,
+                instance_id,
+                protocol_type,
+                protocol,
+                assignments,
+            )
+            .await
+        }
         GroupCall::Heartbeat {
             group,
             generation,
             member_id,
             instance_id,
-        } => GroupReply::Code(heartbeat(shard, &group, generation, &member_id, instance_id.as_deref())),
+        } => GroupReply::Code(heartbeat(
+            shard,
+            &group,
+            generation,
+            &member_id,
+            instance_id.as_deref(),
+        )),
         GroupCall::Leave { group, members } => leave(shard, group, members).await,
         GroupCall::Commit {
             group,
@@ -580,7 +651,9 @@ pub async fn handle(shard: &Rc<Shard>, call: GroupCall) -> GroupReply {
         GroupCall::Describe(group) => GroupReply::Describe(describe(shard, &group)),
         GroupCall::List => GroupReply::List(shard.groups.list()),
         GroupCall::Delete(group) => GroupReply::Code(delete(shard, group).await),
-        GroupCall::OffsetDelete { group, partitions } => offset_delete(shard, group, partitions).await,
+        GroupCall::OffsetDelete { group, partitions } => {
+            offset_delete(shard, group, partitions).await
+        }
     }
 }
 
@@ -633,7 +706,9 @@ async fn join(shard: &Rc<Shard>, a: JoinArgs) -> JoinReply {
     }
     if a.protocol_type.is_empty()
         || a.protocols.is_empty()
-        || a.protocols.iter().any(|(_, m)| m.len() > PROTOCOL_METADATA_MAX_BYTES)
+        || a.protocols
+            .iter()
+            .any(|(_, m)| m.len() > PROTOCOL_METADATA_MAX_BYTES)
     {
         return join_error(INCONSISTENT_GROUP_PROTOCOL, &a.member_id);
     }
@@ -662,7 +737,9 @@ async fn join(shard: &Rc<Shard>, a: JoinArgs) -> JoinReply {
                         let same = m.protocols == a.protocols;
                         m.protocols = a.protocols.clone();
                         group.members.insert(new_id.clone(), m);
-                        group.static_members.insert(instance.clone(), new_id.clone());
+                        group
+                            .static_members
+                            .insert(instance.clone(), new_id.clone());
                         if group.leader.as_deref() == Some(old.as_str()) {
                             group.leader = Some(new_id.clone());
                         }
@@ -693,7 +770,9 @@ async fn join(shard: &Rc<Shard>, a: JoinArgs) -> JoinReply {
                     return join_error(GROUP_MAX_SIZE_REACHED, "");
                 }
                 let id = new_member_id(&a.client_id);
-                group.pending.insert(id.clone(), (now, a.session_timeout_ms));
+                group
+                    .pending
+                    .insert(id.clone(), (now, a.session_timeout_ms));
                 return join_error(MEMBER_ID_REQUIRED, &id);
             } else {
                 id = new_member_id(&a.client_id);
@@ -762,7 +841,8 @@ async fn join(shard: &Rc<Shard>, a: JoinArgs) -> JoinReply {
         changed = group.changed.clone();
     }
     // Wait for the rebalance to complete (the driver task fills the reply).
-    let deadline = Instant::now() + Duration::from_millis(rebalance_timeout_ms.max(0) as u64 + 5_000);
+    let deadline =
+        Instant::now() + Duration::from_millis(rebalance_timeout_ms.max(0) as u64 + 5_000);
     loop {
         let listener = changed.listen();
         {
@@ -800,7 +880,8 @@ fn start_rebalance(shard: &Rc<Shard>, name: &str, group: &mut Group) {
         .max()
         .unwrap_or(0);
     group.rebalance_deadline = Some(now + Duration::from_millis(timeout));
-    group.not_before = was_empty.then(|| now + Duration::from_millis(shard.config.group_initial_rebalance_delay_ms));
+    group.not_before = was_empty
+        .then(|| now + Duration::from_millis(shard.config.group_initial_rebalance_delay_ms));
     for m in group.members.values_mut() {
         m.joined = false;
         m.join_reply = None;
@@ -821,7 +902,9 @@ async fn drive_rebalance(shard: Rc<Shard>, name: String) {
     loop {
         let (listener, wake_at) = {
             let mut groups = shard.groups.groups.borrow_mut();
-            let Some(group) = groups.get_mut(&name) else { return };
+            let Some(group) = groups.get_mut(&name) else {
+                return;
+            };
             if group.state != GroupState::PreparingRebalance {
                 return;
             }
@@ -835,7 +918,11 @@ async fn drive_rebalance(shard: Rc<Shard>, name: String) {
                 persist_group(&shard, &name).await;
                 return;
             }
-            let wake_at = if all_joined { group.not_before.unwrap_or(deadline).min(deadline) } else { deadline };
+            let wake_at = if all_joined {
+                group.not_before.unwrap_or(deadline).min(deadline)
+            } else {
+                deadline
+            };
             (group.changed.listen(), wake_at)
         };
         let timer = glommio::timer::sleep(wake_at.saturating_duration_since(Instant::now()));
@@ -864,7 +951,11 @@ fn complete_rebalance(group: &mut Group) {
         return;
     }
     group.protocol = group.select_protocol();
-    if group.leader.as_ref().is_none_or(|l| !group.members.contains_key(l)) {
+    if group
+        .leader
+        .as_ref()
+        .is_none_or(|l| !group.members.contains_key(l))
+    {
         group.leader = group.members.keys().next().cloned();
     }
     let protocol = group.protocol.clone().unwrap_or_default();
@@ -885,7 +976,11 @@ fn complete_rebalance(group: &mut Group) {
             protocol: group.protocol.clone(),
             leader: leader.clone(),
             member_id: id.clone(),
-            members: if *id == leader { everyone.clone() } else { Vec::new() },
+            members: if *id == leader {
+                everyone.clone()
+            } else {
+                Vec::new()
+            },
         });
     }
     group.set_state(GroupState::CompletingRebalance);
@@ -905,7 +1000,12 @@ fn remove_member(group: &mut Group, id: &str) {
 }
 
 /// Checks member id, static instance and generation. Ok(()) or an error code.
-fn check_member(group: &Group, member_id: &str, instance_id: Option<&str>, generation: Option<i32>) -> Result<(), i16> {
+fn check_member(
+    group: &Group,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation: Option<i32>,
+) -> Result<(), i16> {
     if let Some(instance) = instance_id {
         if let Some(owner) = group.static_members.get(instance) {
             if owner != member_id {
@@ -942,11 +1042,16 @@ async fn sync(
         let Some(group) = groups.get_mut(&name) else {
             return error(UNKNOWN_MEMBER_ID);
         };
-        if let Err(code) = check_member(group, &member_id, instance_id.as_deref(), Some(generation)) {
+        if let Err(code) = check_member(group, &member_id, instance_id.as_deref(), Some(generation))
+        {
             return error(code);
         }
-        if protocol_type.as_ref().is_some_and(|t| Some(t) != group.protocol_type.as_ref())
-            || protocol.as_ref().is_some_and(|p| Some(p) != group.protocol.as_ref())
+        if protocol_type
+            .as_ref()
+            .is_some_and(|t| Some(t) != group.protocol_type.as_ref())
+            || protocol
+                .as_ref()
+                .is_some_and(|p| Some(p) != group.protocol.as_ref())
         {
             return error(INCONSISTENT_GROUP_PROTOCOL);
         }
@@ -954,10 +1059,17 @@ async fn sync(
             m.last_seen = Instant::now();
         }
         match group.state {
-            GroupState::PreparingRebalance | GroupState::Empty => return error(REBALANCE_IN_PROGRESS),
+            GroupState::PreparingRebalance | GroupState::Empty => {
+                return error(REBALANCE_IN_PROGRESS)
+            }
             GroupState::Stable => {
                 let m = &group.members[&member_id];
-                return GroupReply::Sync(0, m.assignment.clone(), group.protocol_type.clone(), group.protocol.clone());
+                return GroupReply::Sync(
+                    0,
+                    m.assignment.clone(),
+                    group.protocol_type.clone(),
+                    group.protocol.clone(),
+                );
             }
             GroupState::CompletingRebalance => {}
         }
@@ -1002,7 +1114,12 @@ async fn sync(
             match (group.state, group.members.get(&member_id)) {
                 (_, None) => return error(UNKNOWN_MEMBER_ID),
                 (GroupState::Stable, Some(m)) => {
-                    return GroupReply::Sync(0, m.assignment.clone(), group.protocol_type.clone(), group.protocol.clone())
+                    return GroupReply::Sync(
+                        0,
+                        m.assignment.clone(),
+                        group.protocol_type.clone(),
+                        group.protocol.clone(),
+                    )
                 }
                 (GroupState::CompletingRebalance, _) => {}
                 _ => return error(REBALANCE_IN_PROGRESS),
@@ -1017,7 +1134,13 @@ async fn sync(
     }
 }
 
-fn heartbeat(shard: &Rc<Shard>, name: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> i16 {
+fn heartbeat(
+    shard: &Rc<Shard>,
+    name: &str,
+    generation: i32,
+    member_id: &str,
+    instance_id: Option<&str>,
+) -> i16 {
     let mut groups = shard.groups.groups.borrow_mut();
     let Some(group) = groups.get_mut(name) else {
         return UNKNOWN_MEMBER_ID;
@@ -1037,7 +1160,11 @@ fn heartbeat(shard: &Rc<Shard>, name: &str, generation: i32, member_id: &str, in
     0
 }
 
-async fn leave(shard: &Rc<Shard>, name: String, members: Vec<(String, Option<String>)>) -> GroupReply {
+async fn leave(
+    shard: &Rc<Shard>,
+    name: String,
+    members: Vec<(String, Option<String>)>,
+) -> GroupReply {
     let codes: Vec<i16>;
     {
         let mut groups = shard.groups.groups.borrow_mut();
@@ -1106,16 +1233,21 @@ async fn commit(
         } else if group.state == GroupState::Empty {
             Err(UNKNOWN_MEMBER_ID)
         } else {
-            check_member(group, &member_id, instance_id.as_deref(), Some(generation)).and_then(|()| {
-                if group.state == GroupState::CompletingRebalance {
-                    Err(REBALANCE_IN_PROGRESS)
-                } else {
-                    Ok(())
-                }
-            })
+            check_member(group, &member_id, instance_id.as_deref(), Some(generation)).and_then(
+                |()| {
+                    if group.state == GroupState::CompletingRebalance {
+                        Err(REBALANCE_IN_PROGRESS)
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
         };
         if let Err(code) = check {
-            if group.members.is_empty() && group.offsets.is_empty() && group.state == GroupState::Empty {
+            if group.members.is_empty()
+                && group.offsets.is_empty()
+                && group.state == GroupState::Empty
+            {
                 groups.remove(&name);
             }
             return GroupReply::Commit(vec![code; offsets.len()]);
@@ -1130,7 +1262,10 @@ async fn commit(
         .map(|(_, _, _, _, metadata, precheck)| {
             if *precheck != 0 {
                 *precheck
-            } else if metadata.as_ref().is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES) {
+            } else if metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+            {
                 OFFSET_METADATA_TOO_LARGE
             } else {
                 0
@@ -1149,7 +1284,10 @@ async fn commit(
             metadata: metadata.clone().unwrap_or_default(),
             commit_ms: now,
         };
-        records.push((store::offset_key(&name, topic, *partition), Some(store::offset_value(&value))));
+        records.push((
+            store::offset_key(&name, topic, *partition),
+            Some(store::offset_value(&value)),
+        ));
         accepted.push(((topic.clone(), *partition), value));
     }
     let written = persist(shard, &name, records).await;
@@ -1175,17 +1313,27 @@ fn fetch(shard: &Rc<Shard>, name: &str, topics: Option<Vec<(String, Vec<i32>)>>)
             .map(|g| {
                 g.offsets
                     .iter()
-                    .map(|((t, p), o)| (t.clone(), *p, o.offset, o.leader_epoch, Some(o.metadata.clone())))
+                    .map(|((t, p), o)| {
+                        (
+                            t.clone(),
+                            *p,
+                            o.offset,
+                            o.leader_epoch,
+                            Some(o.metadata.clone()),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default(),
         Some(topics) => topics
             .into_iter()
             .flat_map(|(t, parts)| parts.into_iter().map(move |p| (t.clone(), p)))
-            .map(|(t, p)| match group.and_then(|g| g.offsets.get(&(t.clone(), p))) {
-                Some(o) => (t, p, o.offset, o.leader_epoch, Some(o.metadata.clone())),
-                None => (t, p, -1, -1, Some(String::new())),
-            })
+            .map(
+                |(t, p)| match group.and_then(|g| g.offsets.get(&(t.clone(), p))) {
+                    Some(o) => (t, p, o.offset, o.leader_epoch, Some(o.metadata.clone())),
+                    None => (t, p, -1, -1, Some(String::new())),
+                },
+            )
             .collect(),
     };
     GroupReply::Fetch(0, rows)
@@ -1206,7 +1354,11 @@ fn describe(shard: &Rc<Shard>, name: &str) -> GroupDescription {
         error_code: 0,
         state: group.state.name().into(),
         protocol_type: group.protocol_type.clone().unwrap_or_default(),
-        protocol: if stable { protocol.clone() } else { String::new() },
+        protocol: if stable {
+            protocol.clone()
+        } else {
+            String::new()
+        },
         members: group
             .members
             .iter()
@@ -1216,8 +1368,16 @@ fn describe(shard: &Rc<Shard>, name: &str) -> GroupDescription {
                     m.instance_id.clone(),
                     m.client_id.clone(),
                     m.client_host.clone(),
-                    if stable { m.metadata_for(&protocol) } else { Bytes::new() },
-                    if stable { m.assignment.clone() } else { Bytes::new() },
+                    if stable {
+                        m.metadata_for(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
                 )
             })
             .collect(),
@@ -1272,7 +1432,11 @@ fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
     Some(topics)
 }
 
-async fn offset_delete(shard: &Rc<Shard>, name: String, partitions: Vec<(String, i32)>) -> GroupReply {
+async fn offset_delete(
+    shard: &Rc<Shard>,
+    name: String,
+    partitions: Vec<(String, i32)>,
+) -> GroupReply {
     let (codes, records) = {
         let groups = shard.groups.groups.borrow();
         let Some(group) = groups.get(&name) else {
@@ -1282,7 +1446,8 @@ async fn offset_delete(shard: &Rc<Shard>, name: String, partitions: Vec<(String,
         let subscribed = |topic: &str| {
             group.state != GroupState::Empty
                 && group.members.values().any(|m| {
-                    subscribed_topics(&m.metadata_for(&protocol)).is_none_or(|ts| ts.iter().any(|t| t == topic))
+                    subscribed_topics(&m.metadata_for(&protocol))
+                        .is_none_or(|ts| ts.iter().any(|t| t == topic))
                 })
         };
         let mut records = Vec::new();
@@ -1327,16 +1492,19 @@ pub async fn run_timers(shard: Rc<Shard>) {
         {
             let mut groups = shard.groups.groups.borrow_mut();
             for (name, group) in groups.iter_mut() {
-                group
-                    .pending
-                    .retain(|_, (since, session)| now.duration_since(*since) < Duration::from_millis((*session).max(0) as u64));
+                group.pending.retain(|_, (since, session)| {
+                    now.duration_since(*since) < Duration::from_millis((*session).max(0) as u64)
+                });
                 if group.state == GroupState::PreparingRebalance {
                     continue; // the rebalance deadline handles members that do not rejoin
                 }
                 let expired: Vec<String> = group
                     .members
                     .iter()
-                    .filter(|(_, m)| now.duration_since(m.last_seen) > Duration::from_millis(m.session_timeout_ms.max(0) as u64))
+                    .filter(|(_, m)| {
+                        now.duration_since(m.last_seen)
+                            > Duration::from_millis(m.session_timeout_ms.max(0) as u64)
+                    })
                     .map(|(id, _)| id.clone())
                     .collect();
                 if expired.is_empty() {
@@ -1352,7 +1520,10 @@ pub async fn run_timers(shard: Rc<Shard>) {
         }
         // Forget groups that hold nothing (failed joins, expired pending ids).
         shard.groups.groups.borrow_mut().retain(|_, g| {
-            !(g.state == GroupState::Empty && g.members.is_empty() && g.offsets.is_empty() && g.pending.is_empty())
+            !(g.state == GroupState::Empty
+                && g.members.is_empty()
+                && g.offsets.is_empty()
+                && g.pending.is_empty())
         });
         for name in changed_groups {
             persist_group(&shard, &name).await;
@@ -1365,7 +1536,10 @@ pub async fn run_timers(shard: Rc<Shard>) {
 }
 
 async fn expire_offsets(shard: &Rc<Shard>) {
-    let retention_ms = shard.config.offsets_retention_minutes.saturating_mul(60_000) as i64;
+    let retention_ms = shard
+        .config
+        .offsets_retention_minutes
+        .saturating_mul(60_000) as i64;
     let now = now_ms();
     let expired: Vec<String> = shard
         .groups
@@ -1376,7 +1550,9 @@ async fn expire_offsets(shard: &Rc<Shard>) {
         .map(|(name, _)| name.clone())
         .collect();
     for name in expired {
-        log::info!("group {name}: empty for longer than offsets.retention.minutes; removing its offsets");
+        log::info!(
+            "group {name}: empty for longer than offsets.retention.minutes; removing its offsets"
+        );
         delete(shard, name).await;
     }
 }
@@ -1392,7 +1568,10 @@ mod tests {
             client_host: "/127.0.0.1".into(),
             session_timeout_ms: 10_000,
             rebalance_timeout_ms: 10_000,
-            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::from(p.to_string()))).collect(),
+            protocols: protocols
+                .iter()
+                .map(|p| (p.to_string(), Bytes::from(p.to_string())))
+                .collect(),
             assignment: Bytes::new(),
             joined: true,
             join_reply: None,
@@ -1404,9 +1583,12 @@ mod tests {
     fn protocol_selection_and_completion() {
         let mut g = Group::new();
         g.protocol_type = Some("consumer".into());
-        g.members.insert("a".into(), member(&["range", "roundrobin"]));
-        g.members.insert("b".into(), member(&["roundrobin", "range"]));
-        g.members.insert("c".into(), member(&["roundrobin", "sticky"]));
+        g.members
+            .insert("a".into(), member(&["range", "roundrobin"]));
+        g.members
+            .insert("b".into(), member(&["roundrobin", "range"]));
+        g.members
+            .insert("c".into(), member(&["roundrobin", "sticky"]));
         // Only roundrobin is supported by all.
         assert_eq!(g.select_protocol().as_deref(), Some("roundrobin"));
         assert!(g.supports("consumer", &[("roundrobin".into(), Bytes::new())]));
@@ -1418,28 +1600,91 @@ mod tests {
         complete_rebalance(&mut g);
         assert_eq!(g.state, GroupState::CompletingRebalance);
         assert_eq!(g.generation, 1);
-        assert!(!g.members.contains_key("c"), "a member that did not rejoin is dropped");
-        assert_eq!(g.protocol.as_deref(), Some("range"), "with c gone, range wins the first-choice vote tie by order");
+        assert!(
+            !g.members.contains_key("c"),
+            "a member that did not rejoin is dropped"
+        );
+        assert_eq!(
+            g.protocol.as_deref(),
+            Some("range"),
+            "with c gone, range wins the first-choice vote tie by order"
+        );
         let leader = g.leader.clone().expect("leader");
         let reply = g.members[&leader].join_reply.clone().expect("reply");
         assert_eq!(reply.members.len(), 2);
-        let follower = g.members.keys().find(|k| **k != leader).cloned().expect("follower");
-        assert!(g.members[&follower].join_reply.as_ref().expect("reply").members.is_empty());
+        let follower = g
+            .members
+            .keys()
+            .find(|k| **k != leader)
+            .cloned()
+            .expect("follower");
+        assert!(g.members[&follower]
+            .join_reply
+            .as_ref()
+            .expect("reply")
+            .members
+            .is_empty());
         assert_eq!(check_member(&g, &follower, None, Some(1)), Ok(()));
-        assert_eq!(check_member(&g, &follower, None, Some(0)), Err(ILLEGAL_GENERATION));
-        assert_eq!(check_member(&g, "zz", None, Some(1)), Err(UNKNOWN_MEMBER_ID));
+        assert_eq!(
+            check_member(&g, &follower, None, Some(0)),
+            Err(ILLEGAL_GENERATION)
+        );
+        assert_eq!(
+            check_member(&g, "zz", None, Some(1)),
+            Err(UNKNOWN_MEMBER_ID)
+        );
         g.static_members.insert("inst".into(), leader.clone());
-        assert_eq!(check_member(&g, &follower, Some("inst"), None), Err(FENCED_INSTANCE_ID));
+        assert_eq!(
+            check_member(&g, &follower, Some("inst"), None),
+            Err(FENCED_INSTANCE_ID)
+        );
     }
 
     #[test]
     fn replay_restores_offsets_and_members() {
         let mut groups = HashMap::new();
-        let offset = |o| CommittedOffset { offset: o, leader_epoch: -1, metadata: String::new(), commit_ms: 0 };
-        apply(&mut groups, Entry::Offset { group: "g".into(), topic: "t".into(), partition: 0, value: Some(offset(5)) });
-        apply(&mut groups, Entry::Offset { group: "g".into(), topic: "t".into(), partition: 0, value: Some(offset(9)) });
-        apply(&mut groups, Entry::Offset { group: "g".into(), topic: "t".into(), partition: 1, value: Some(offset(1)) });
-        apply(&mut groups, Entry::Offset { group: "g".into(), topic: "t".into(), partition: 1, value: None });
+        let offset = |o| CommittedOffset {
+            offset: o,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_ms: 0,
+        };
+        apply(
+            &mut groups,
+            Entry::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+                value: Some(offset(5)),
+            },
+        );
+        apply(
+            &mut groups,
+            Entry::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+                value: Some(offset(9)),
+            },
+        );
+        apply(
+            &mut groups,
+            Entry::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 1,
+                value: Some(offset(1)),
+            },
+        );
+        apply(
+            &mut groups,
+            Entry::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 1,
+                value: None,
+            },
+        );
         let stored = StoredGroup {
             protocol_type: "consumer".into(),
             generation: 4,
@@ -1457,14 +1702,26 @@ mod tests {
                 assignment: Bytes::from_static(b"a"),
             }],
         };
-        apply(&mut groups, Entry::Group { group: "g".into(), value: Some(stored) });
+        apply(
+            &mut groups,
+            Entry::Group {
+                group: "g".into(),
+                value: Some(stored),
+            },
+        );
         let g = &groups["g"];
         assert_eq!(g.offsets.len(), 1);
         assert_eq!(g.offsets[&("t".to_string(), 0)].offset, 9);
         assert_eq!((g.state, g.generation), (GroupState::Stable, 4));
         assert_eq!(g.static_members["i1"], "m1");
         assert_eq!(g.members["m1"].assignment, Bytes::from_static(b"a"));
-        apply(&mut groups, Entry::Group { group: "g".into(), value: None });
+        apply(
+            &mut groups,
+            Entry::Group {
+                group: "g".into(),
+                value: None,
+            },
+        );
         assert!(groups.is_empty());
     }
 
@@ -1475,7 +1732,10 @@ mod tests {
             b.extend_from_slice(&(t.len() as i16).to_be_bytes());
             b.extend_from_slice(t.as_bytes());
         }
-        assert_eq!(subscribed_topics(&b), Some(vec!["ab".to_string(), "c".to_string()]));
+        assert_eq!(
+            subscribed_topics(&b),
+            Some(vec!["ab".to_string(), "c".to_string()])
+        );
         assert_eq!(subscribed_topics(&b[..7]), None);
         assert_eq!(subscribed_topics(&[]), None);
     }

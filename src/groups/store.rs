@@ -265,7 +265,9 @@ pub fn decode(key: &Bytes, value: Option<&Bytes>) -> Option<Entry> {
 
 /// Encodes (key, value) records as one uncompressed v2 batch.
 pub fn batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Bytes {
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -380,9 +382,22 @@ mod tests {
         assert_eq!(
             decoded,
             vec![
-                Entry::Offset { group: "g".into(), topic: "t".into(), partition: 1, value: Some(offset) },
-                Entry::Group { group: "g".into(), value: Some(group) },
-                Entry::Offset { group: "g".into(), topic: "t".into(), partition: 1, value: None },
+                Entry::Offset {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    partition: 1,
+                    value: Some(offset)
+                },
+                Entry::Group {
+                    group: "g".into(),
+                    value: Some(group)
+                },
+                Entry::Offset {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    partition: 1,
+                    value: None
+                },
             ]
         );
         assert!(decode(&Bytes::from_static(b"\x00"), None).is_none());

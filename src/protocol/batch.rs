@@ -61,7 +61,8 @@ impl BatchHeader {
     }
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
     /// True when an idempotent producer wrote the batch.
     pub fn has_producer_id(&self) -> bool {
@@ -212,7 +213,9 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if header.record_count < 1 {
         return Err(BatchError::BadRecordCount(header.record_count));
     }
-    if header.last_offset_delta < 0 || i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
+    if header.last_offset_delta < 0
+        || i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1
+    {
         return Err(BatchError::BadOffsetDelta {
             delta: header.last_offset_delta,
             count: header.record_count,
@@ -264,7 +267,10 @@ impl Cursor<'_> {
 }
 
 fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
-    let mut cursor = Cursor { buf: records, pos: 0 };
+    let mut cursor = Cursor {
+        buf: records,
+        pos: 0,
+    };
     let mut index = 0i32;
     let bad = |index: i32, reason: &'static str| BatchError::BadRecord { index, reason };
     while cursor.pos < records.len() {
@@ -274,7 +280,10 @@ fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
         let len = cursor.varint32().ok_or(bad(index, "bad length varint"))?;
         let len = usize::try_from(len).map_err(|_| bad(index, "negative length"))?;
         let start = cursor.pos;
-        let end = start.checked_add(len).filter(|e| *e <= records.len()).ok_or(bad(index, "length past the batch end"))?;
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e <= records.len())
+            .ok_or(bad(index, "length past the batch end"))?;
         let mut r = Cursor {
             buf: &records[..end],
             pos: start,
@@ -287,13 +296,15 @@ fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
         }
         let key_len = r.varint32().ok_or(bad(index, "bad key length"))?;
         if key_len >= 0 {
-            r.skip(key_len as usize).ok_or(bad(index, "key past the record end"))?;
+            r.skip(key_len as usize)
+                .ok_or(bad(index, "key past the record end"))?;
         } else if key_len != -1 {
             return Err(bad(index, "bad key length"));
         }
         let value_len = r.varint32().ok_or(bad(index, "bad value length"))?;
         if value_len >= 0 {
-            r.skip(value_len as usize).ok_or(bad(index, "value past the record end"))?;
+            r.skip(value_len as usize)
+                .ok_or(bad(index, "value past the record end"))?;
         } else if value_len != -1 {
             return Err(bad(index, "bad value length"));
         }
@@ -304,10 +315,12 @@ fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
         for _ in 0..headers {
             let key_len = r.varint32().ok_or(bad(index, "bad header key length"))?;
             let key_len = usize::try_from(key_len).map_err(|_| bad(index, "null header key"))?;
-            r.skip(key_len).ok_or(bad(index, "header key past the record end"))?;
+            r.skip(key_len)
+                .ok_or(bad(index, "header key past the record end"))?;
             let value_len = r.varint32().ok_or(bad(index, "bad header value length"))?;
             if value_len >= 0 {
-                r.skip(value_len as usize).ok_or(bad(index, "header value past the record end"))?;
+                r.skip(value_len as usize)
+                    .ok_or(bad(index, "header value past the record end"))?;
             } else if value_len != -1 {
                 return Err(bad(index, "bad header value length"));
             }
@@ -416,7 +429,11 @@ fn put_varint(out: &mut Vec<u8>, value: i64) {
 /// `base_timestamp + i` and offset delta i, no headers) with a valid CRC.
 /// Used by tests, benchmarks and tools. With no records the batch has a
 /// record count of 0, which [`validate_batch`] rejects.
-pub fn build_batch(base_timestamp: i64, producer: Option<ProducerFields>, records: &[(Option<&[u8]>, &[u8])]) -> Vec<u8> {
+pub fn build_batch(
+    base_timestamp: i64,
+    producer: Option<ProducerFields>,
+    records: &[(Option<&[u8]>, &[u8])],
+) -> Vec<u8> {
     let mut body = Vec::new();
     let mut record = Vec::new();
     for (i, (key, value)) in records.iter().enumerate() {
@@ -469,17 +486,25 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample() -> Vec<u8> {
-        build_batch(1_000, None, &[(Some(b"k1"), b"v1"), (None, b"value-two"), (Some(b""), b"")])
+        build_batch(
+            1_000,
+            None,
+            &[(Some(b"k1"), b"v1"), (None, b"value-two"), (Some(b""), b"")],
+        )
     }
 
     #[test]
     fn built_batch_validates_and_decodes() {
         let batch = sample();
         let h = validate_batch(&batch).expect("valid");
-        assert_eq!((h.record_count, h.last_offset_delta, h.max_timestamp), (3, 2, 1_002));
+        assert_eq!(
+            (h.record_count, h.last_offset_delta, h.max_timestamp),
+            (3, 2, 1_002)
+        );
         assert_eq!(h.total_len(), batch.len());
         let mut bytes = bytes::Bytes::from(batch);
-        let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decodes");
+        let decoded =
+            kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decodes");
         assert_eq!(decoded.records.len(), 3);
         assert_eq!(decoded.records[1].value.as_deref(), Some(&b"value-two"[..]));
         assert!(decoded.records[1].key.is_none());
@@ -490,7 +515,13 @@ mod tests {
         use kafka_protocol::records::{
             Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
         };
-        for compression in [Compression::None, Compression::Gzip, Compression::Lz4, Compression::Zstd, Compression::Snappy] {
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Snappy,
+        ] {
             let records: Vec<Record> = (0..5)
                 .map(|i| Record {
                     transactional: false,
@@ -514,13 +545,23 @@ mod tests {
                 })
                 .collect();
             let mut buf = bytes::BytesMut::new();
-            RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
-                .expect("encode");
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &records,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression,
+                },
+            )
+            .expect("encode");
             let items: Vec<_> = batches(&buf).collect();
             assert_eq!(items.len(), 1, "{compression:?}");
             let (h, range) = items[0].clone().expect("valid");
             assert_eq!(range, 0..buf.len());
-            assert_eq!((h.producer_id, h.base_sequence, h.last_sequence()), (7, 0, 4));
+            assert_eq!(
+                (h.producer_id, h.base_sequence, h.last_sequence()),
+                (7, 0, 4)
+            );
         }
     }
 
@@ -542,7 +583,10 @@ mod tests {
         for len in 0..batch.len() {
             assert!(validate_batch(&batch[..len]).is_err());
             let all: Vec<_> = batches(&batch[..len]).collect();
-            assert!(len == 0 || all.last().is_some_and(|r| r.is_err()), "len {len}");
+            assert!(
+                len == 0 || all.last().is_some_and(|r| r.is_err()),
+                "len {len}"
+            );
         }
     }
 
@@ -581,8 +625,13 @@ mod tests {
         batch[8..12].copy_from_slice(&10i32.to_be_bytes());
         assert_eq!(parse_header(&batch), Err(BatchError::BadLength(10)));
         assert!(validate_batch(&build_batch(0, None, &[])).is_err());
-        let p = ProducerFields { producer_id: 1, producer_epoch: 0, base_sequence: i32::MAX };
-        let h = validate_batch(&build_batch(0, Some(p), &[(None, b"a"), (None, b"b")])).expect("valid");
+        let p = ProducerFields {
+            producer_id: 1,
+            producer_epoch: 0,
+            base_sequence: i32::MAX,
+        };
+        let h =
+            validate_batch(&build_batch(0, Some(p), &[(None, b"a"), (None, b"b")])).expect("valid");
         assert_eq!(h.last_sequence(), 0);
     }
 

@@ -254,7 +254,10 @@ mod tests {
             }
             assert_eq!(t.partitions[0].partition_index, 3);
             assert_eq!(t.partitions[0].high_watermark, 10);
-            assert_eq!(t.partitions[0].records.as_deref(), Some(&b"RECORDBYTES"[..]));
+            assert_eq!(
+                t.partitions[0].records.as_deref(),
+                Some(&b"RECORDBYTES"[..])
+            );
             assert_eq!(t.partitions[1].error_code, 1);
         }
     }

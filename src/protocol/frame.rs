@@ -115,7 +115,11 @@ pub fn encode_response<R: Encodable>(
     }
     body.encode(&mut buf, version)
         .map_err(|e| anyhow_free::Error(e.to_string()))?;
-    assert_eq!(buf.len(), 4 + header_len + body_len, "encoded size mismatch");
+    assert_eq!(
+        buf.len(),
+        4 + header_len + body_len,
+        "encoded size mismatch"
+    );
     Ok(ResponseFrame {
         chunks: vec![Chunk::Bytes(buf.freeze())],
     })
@@ -140,11 +144,20 @@ mod tests {
     #[test]
     fn frame_len_bounds() {
         assert_eq!(frame_len(10i32.to_be_bytes(), 100), Ok(10));
-        assert_eq!(frame_len(0i32.to_be_bytes(), 100), Err(FrameError::InvalidSize(0)));
-        assert_eq!(frame_len((-5i32).to_be_bytes(), 100), Err(FrameError::InvalidSize(-5)));
+        assert_eq!(
+            frame_len(0i32.to_be_bytes(), 100),
+            Err(FrameError::InvalidSize(0))
+        );
+        assert_eq!(
+            frame_len((-5i32).to_be_bytes(), 100),
+            Err(FrameError::InvalidSize(-5))
+        );
         assert_eq!(
             frame_len(i32::MAX.to_be_bytes(), 100),
-            Err(FrameError::TooLarge { size: i32::MAX as usize, max: 100 })
+            Err(FrameError::TooLarge {
+                size: i32::MAX as usize,
+                max: 100
+            })
         );
     }
 
@@ -159,8 +172,13 @@ mod tests {
     #[test]
     fn response_framing() {
         let frame = encode_response(7, 0, &ApiVersionsResponse::default(), 0).unwrap();
-        let Chunk::Bytes(b) = &frame.chunks[0] else { panic!("bytes expected") };
-        assert_eq!(i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize, b.len() - 4);
+        let Chunk::Bytes(b) = &frame.chunks[0] else {
+            panic!("bytes expected")
+        };
+        assert_eq!(
+            i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize,
+            b.len() - 4
+        );
         assert_eq!(&b[4..8], &7i32.to_be_bytes());
         assert_eq!(frame.len(), b.len());
     }

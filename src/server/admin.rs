@@ -24,7 +24,11 @@ fn ok(topic: &TopicMeta) -> AdminResult {
 
 /// Applies `request` to `catalog`; returns per-item results in request
 /// order and whether the catalog changed.
-pub fn apply(catalog: &mut Catalog, request: AdminRequest, default_partitions: i32) -> (Vec<AdminResult>, bool) {
+pub fn apply(
+    catalog: &mut Catalog,
+    request: AdminRequest,
+    default_partitions: i32,
+) -> (Vec<AdminResult>, bool) {
     let mut changed = false;
     let results = match request {
         AdminRequest::CreateTopics { topics, validate_only } => topics
@@ -113,9 +117,18 @@ mod tests {
     use crate::server::messages::NewTopic;
     use std::collections::BTreeMap;
 
-    fn create(catalog: &mut Catalog, name: &str, partitions: i32, validate_only: bool) -> AdminResult {
+    fn create(
+        catalog: &mut Catalog,
+        name: &str,
+        partitions: i32,
+        validate_only: bool,
+    ) -> AdminResult {
         let request = AdminRequest::CreateTopics {
-            topics: vec![NewTopic { name: name.into(), partitions, configs: BTreeMap::new() }],
+            topics: vec![NewTopic {
+                name: name.into(),
+                partitions,
+                configs: BTreeMap::new(),
+            }],
             validate_only,
         };
         apply(catalog, request, 3).0.remove(0)
@@ -138,12 +151,25 @@ mod tests {
         let mut c = Catalog::default();
         create(&mut c, "a", 2, false);
         let grow = |c: &mut Catalog, n| {
-            apply(c, AdminRequest::CreatePartitions { topics: vec![("a".into(), n)], validate_only: false }, 1).0[0].error_code
+            apply(
+                c,
+                AdminRequest::CreatePartitions {
+                    topics: vec![("a".into(), n)],
+                    validate_only: false,
+                },
+                1,
+            )
+            .0[0]
+                .error_code
         };
         assert_eq!(grow(&mut c, 4), 0);
         assert_eq!(c.topics["a"].partitions, 4);
         assert_eq!(grow(&mut c, 3), 37);
-        let (r, changed) = apply(&mut c, AdminRequest::DeleteTopics(vec!["a".into(), "nope".into()]), 1);
+        let (r, changed) = apply(
+            &mut c,
+            AdminRequest::DeleteTopics(vec!["a".into(), "nope".into()]),
+            1,
+        );
         assert!(changed);
         assert_eq!((r[0].error_code, r[1].error_code), (0, 3));
         assert!(c.topics.is_empty());

@@ -63,7 +63,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let writer_stream = unsafe { TcpStream::from_raw_fd(write_fd) };
     let inflight = shard.config.max_inflight_requests_per_connection.max(1);
     let (tx, rx) = glommio::channels::local_channel::new_bounded(inflight);
-    shard.stats.connections.set(shard.stats.connections.get() + 1);
+    shard
+        .stats
+        .connections
+        .set(shard.stats.connections.get() + 1);
     shard
         .stats
         .open_connections
@@ -110,8 +113,9 @@ async fn read_loop(
         }
         let shard = shard.clone();
         let host = client_host.clone();
-        let task = glommio::spawn_local(async move { dispatch(&shard, Bytes::from(body), &host).await })
-            .detach();
+        let task =
+            glommio::spawn_local(async move { dispatch(&shard, Bytes::from(body), &host).await })
+                .detach();
         if tx.send(task).await.is_err() {
             return;
         }
@@ -194,7 +198,9 @@ async fn send_frame_blocking(socket: RawFd, chunks: Vec<Chunk>) -> std::io::Resu
             for chunk in &chunks {
                 match chunk {
                     Chunk::Bytes(bytes) => send_all(out, bytes)?,
-                    Chunk::File(slice) => sendfile_all(out, &slice.file, slice.position, slice.len)?,
+                    Chunk::File(slice) => {
+                        sendfile_all(out, &slice.file, slice.position, slice.len)?
+                    }
                 }
             }
             Ok(())
@@ -204,7 +210,11 @@ async fn send_frame_blocking(socket: RawFd, chunks: Vec<Chunk>) -> std::io::Resu
 
 fn send_all(out: BorrowedFd<'_>, mut bytes: &[u8]) -> std::io::Result<()> {
     while !bytes.is_empty() {
-        match nix::sys::socket::send(out.as_raw_fd(), bytes, nix::sys::socket::MsgFlags::MSG_NOSIGNAL) {
+        match nix::sys::socket::send(
+            out.as_raw_fd(),
+            bytes,
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        ) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
             Err(nix::errno::Errno::EINTR) => continue,
@@ -214,7 +224,12 @@ fn send_all(out: BorrowedFd<'_>, mut bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn sendfile_all(out: BorrowedFd<'_>, file: &std::fs::File, position: u64, len: usize) -> std::io::Result<()> {
+fn sendfile_all(
+    out: BorrowedFd<'_>,
+    file: &std::fs::File,
+    position: u64,
+    len: usize,
+) -> std::io::Result<()> {
     let mut offset = position as libc::off_t;
     let mut left = len;
     while left > 0 {

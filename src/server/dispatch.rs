@@ -100,9 +100,14 @@ impl Context {
     /// Encodes `body` as the response to this request.
     pub fn respond<T: Encodable>(&self, body: &T) -> Result<Response, DispatchError> {
         let header_version = self.api_key.response_header_version(self.version);
-        encode_response(self.header.correlation_id, header_version, body, self.version)
-            .map(Response::Frame)
-            .map_err(|e| DispatchError::Encode(format!("{:?} v{}: {e}", self.api_key, self.version)))
+        encode_response(
+            self.header.correlation_id,
+            header_version,
+            body,
+            self.version,
+        )
+        .map(Response::Frame)
+        .map_err(|e| DispatchError::Encode(format!("{:?} v{}: {e}", self.api_key, self.version)))
     }
 }
 
@@ -255,7 +260,11 @@ mod fuzz {
     fn huge_declared_counts_are_rejected() {
         // An array or byte count of 2^31-1 right at the start of the body.
         for (key, version) in every_api_version() {
-            for prefix in [&[0x7f, 0xff, 0xff, 0xff][..], &[0xff, 0xff, 0xff, 0xf0], &[0x7f, 0xff]] {
+            for prefix in [
+                &[0x7f, 0xff, 0xff, 0xff][..],
+                &[0xff, 0xff, 0xff, 0xf0],
+                &[0x7f, 0xff],
+            ] {
                 let mut body = prefix.to_vec();
                 body.extend_from_slice(&[1, 2, 3]);
                 // The property is that this returns at all (no abort);
@@ -264,8 +273,16 @@ mod fuzz {
             }
         }
         // Where the count comes first, the request is refused.
-        assert!(!decode_any(ApiKey::Metadata, 1, &[0x7f, 0xff, 0xff, 0xff, 0, 1, b'a']));
-        assert!(!decode_any(ApiKey::CreateTopics, 2, &[0x7f, 0xff, 0xff, 0xfe]));
+        assert!(!decode_any(
+            ApiKey::Metadata,
+            1,
+            &[0x7f, 0xff, 0xff, 0xff, 0, 1, b'a']
+        ));
+        assert!(!decode_any(
+            ApiKey::CreateTopics,
+            2,
+            &[0x7f, 0xff, 0xff, 0xfe]
+        ));
     }
 
     proptest! {

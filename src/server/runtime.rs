@@ -11,7 +11,9 @@ use glommio::{Latency, Shares};
 use ringbroker_shards::{run_shards, Mesh, MeshEndpoint, RuntimeOptions, ShardId};
 
 use crate::config::BrokerConfig;
-use crate::limits::{BLOCKING_THREADS_PER_SHARD, IO_MEMORY_BYTES_PER_SHARD, MESH_INBOX_CAPACITY, SHUTDOWN_GRACE_MS};
+use crate::limits::{
+    BLOCKING_THREADS_PER_SHARD, IO_MEMORY_BYTES_PER_SHARD, MESH_INBOX_CAPACITY, SHUTDOWN_GRACE_MS,
+};
 use crate::server::catalog::Catalog;
 use crate::server::connection::run_listener;
 use crate::server::messages::ShardMessage;
@@ -43,13 +45,22 @@ fn fail(message: impl Into<String>) -> StartupError {
 /// Checks that the data directory exists (creating it) and is writable, and
 /// takes its lock. The returned file holds the lock until the process ends.
 pub fn prepare_data_dir(dir: &Path) -> Result<File, StartupError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| fail(format!("cannot create data directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        fail(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     let probe = dir.join(".ringbroker-write-test");
     File::create(&probe)
         .and_then(|f| f.sync_all())
         .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|e| fail(format!("data directory {} is not writable: {e}", dir.display())))?;
+        .map_err(|e| {
+            fail(format!(
+                "data directory {} is not writable: {e}",
+                dir.display()
+            ))
+        })?;
     let lock_path = dir.join(LOCK_FILE);
     let lock = OpenOptions::new()
         .create(true)
@@ -83,7 +94,8 @@ pub fn check_direct_io(dir: &Path) -> Result<(), StartupError> {
             .truncate(true)
             .custom_flags(libc::O_DIRECT)
             .open(&probe)?;
-        let layout = std::alloc::Layout::from_size_align(4096, 4096).map_err(std::io::Error::other)?;
+        let layout =
+            std::alloc::Layout::from_size_align(4096, 4096).map_err(std::io::Error::other)?;
         // SAFETY: a 4 KiB, 4 KiB-aligned zeroed allocation, freed below with
         // the same layout.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
@@ -108,9 +120,19 @@ pub fn check_direct_io(dir: &Path) -> Result<(), StartupError> {
 /// Creates a listening socket with SO_REUSEADDR (so connections left over
 /// from a previous run do not block a restart) and, when `share` is set,
 /// SO_REUSEPORT (so every shard listens on the same port).
-pub fn bind_listener(addr: std::net::SocketAddr, share: bool) -> std::io::Result<std::os::fd::OwnedFd> {
-    use nix::sys::socket::{bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
-    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+pub fn bind_listener(
+    addr: std::net::SocketAddr,
+    share: bool,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{
+        bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+        SockaddrStorage,
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     if share {
@@ -132,9 +154,14 @@ pub fn check_port(config: &BrokerConfig) -> Result<(), StartupError> {
     loop {
         match bind_listener(config.listen, false) {
             Ok(_probe) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < PORT_WAIT => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < PORT_WAIT =>
+            {
                 if !logged {
-                    log::info!("{} is busy; waiting up to {PORT_WAIT:?} for it to be released", config.listen);
+                    log::info!(
+                        "{} is busy; waiting up to {PORT_WAIT:?} for it to be released",
+                        config.listen
+                    );
                     logged = true;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -177,7 +204,11 @@ pub fn check_limits(shards: usize) -> Result<(), StartupError> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_MEMLOCK)
         .map_err(|e| fail(format!("cannot read RLIMIT_MEMLOCK: {e}")))?;
     if soft != RLIM_INFINITY && soft < needed {
-        let raised = if hard == RLIM_INFINITY || hard >= needed { hard } else { soft };
+        let raised = if hard == RLIM_INFINITY || hard >= needed {
+            hard
+        } else {
+            soft
+        };
         if raised != soft {
             let _ignored = setrlimit(Resource::RLIMIT_MEMLOCK, raised, hard);
         }
@@ -238,9 +269,12 @@ fn ensure_offsets_topic(catalog: &mut Catalog, config: &BrokerConfig) -> Result<
         },
     );
     catalog.version += 1;
-    catalog
-        .save(&config.data_dir)
-        .map_err(|e| fail(format!("cannot write topic metadata in {}: {e}", config.data_dir.display())))
+    catalog.save(&config.data_dir).map_err(|e| {
+        fail(format!(
+            "cannot write topic metadata in {}: {e}",
+            config.data_dir.display()
+        ))
+    })
 }
 
 /// Runs the broker until SIGTERM/SIGINT. Returns after a graceful shutdown.
@@ -258,8 +292,12 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
             "log.flush.interval.messages is not enforced; ringbroker syncs on acks=all (group commit) and every log.flush.interval.ms"
         );
     }
-    let mut catalog = Catalog::load_or_create(&config.data_dir)
-        .map_err(|e| fail(format!("cannot load topic metadata from {}: {e}", config.data_dir.display())))?;
+    let mut catalog = Catalog::load_or_create(&config.data_dir).map_err(|e| {
+        fail(format!(
+            "cannot load topic metadata from {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
     ensure_offsets_topic(&mut catalog, &config)?;
     let catalog = Arc::new(catalog);
     let signals = watch_signals()?;
@@ -270,7 +308,9 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
     let endpoints = Arc::new(Mutex::new(endpoints));
     let (stop_senders, stop_receivers): (Vec<_>, Vec<_>) =
         (0..shard_count).map(|_| flume::bounded::<()>(1)).unzip();
-    let stop_receivers = Arc::new(Mutex::new(stop_receivers.into_iter().map(Some).collect::<Vec<_>>()));
+    let stop_receivers = Arc::new(Mutex::new(
+        stop_receivers.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
 
     let options = RuntimeOptions {
@@ -285,8 +325,14 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
         let config = config.clone();
         let catalog = catalog.clone();
         move |id: ShardId| {
-            let endpoint = endpoints.lock().ok().and_then(|mut e| e.get_mut(id.0).and_then(Option::take));
-            let stop = stop_receivers.lock().ok().and_then(|mut s| s.get_mut(id.0).and_then(Option::take));
+            let endpoint = endpoints
+                .lock()
+                .ok()
+                .and_then(|mut e| e.get_mut(id.0).and_then(Option::take));
+            let stop = stop_receivers
+                .lock()
+                .ok()
+                .and_then(|mut s| s.get_mut(id.0).and_then(Option::take));
             let config = config.clone();
             let catalog = catalog.clone();
             let ready = ready_tx.clone();
@@ -375,15 +421,23 @@ async fn shard_main(
     let shard = match Shard::new(id, config.clone(), catalog, endpoint) {
         Ok(shard) => shard,
         Err(e) => {
-            let _ignored = ready.send(Err(format!("{id}: cannot open partitions in {}: {e}", config.data_dir.display())));
+            let _ignored = ready.send(Err(format!(
+                "{id}: cannot open partitions in {}: {e}",
+                config.data_dir.display()
+            )));
             return;
         }
     };
     shard.groups.load(&shard);
     let group_timers = glommio::spawn_local(crate::groups::run_timers(shard.clone())).detach();
     let executor = glommio::executor();
-    let background = executor.create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
-    let flush_queue = executor.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "flusher");
+    let background =
+        executor.create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
+    let flush_queue = executor.create_task_queue(
+        Shares::Static(1000),
+        Latency::Matters(Duration::from_millis(1)),
+        "flusher",
+    );
 
     // Cross-shard requests.
     let inbox = {
@@ -429,7 +483,10 @@ async fn shard_main(
                     let now = crate::server::shard::now_ms();
                     let partitions: Vec<_> = shard.partitions.borrow().values().cloned().collect();
                     for partition in partitions {
-                        partition.log.borrow_mut().close_idle_writer(now, IDLE_WRITER_MS);
+                        partition
+                            .log
+                            .borrow_mut()
+                            .close_idle_writer(now, IDLE_WRITER_MS);
                     }
                 }
             },
@@ -493,5 +550,12 @@ async fn shard_main(
         syncs,
         shard.stats.zero_copy_bytes.get()
     );
-    drop((inbox, flusher, retention, periodic_sync, group_timers, idle_writers));
+    drop((
+        inbox,
+        flusher,
+        retention,
+        periodic_sync,
+        group_timers,
+        idle_writers,
+    ));
 }

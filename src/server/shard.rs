@@ -20,8 +20,8 @@ use crate::server::errors::ErrorCode;
 use crate::server::messages::*;
 use crate::storage::flusher::Flusher;
 use crate::storage::log::{AppendError, LogConfig, PartitionLog, ReadError};
-use crate::storage::writer::WriteMode;
 use crate::storage::partition::Partition;
+use crate::storage::writer::WriteMode;
 
 /// Counters a shard keeps about itself.
 #[derive(Default)]
@@ -78,7 +78,10 @@ pub fn now_ms() -> i64 {
 /// The log settings of a topic config.
 pub fn log_config(topic: &TopicConfig, write_mode: WriteMode) -> LogConfig {
     // Without "delete" in cleanup.policy nothing is removed by retention.
-    let deletes = topic.cleanup_policy.split(',').any(|p| p.trim() == "delete");
+    let deletes = topic
+        .cleanup_policy
+        .split(',')
+        .any(|p| p.trim() == "delete");
     LogConfig {
         segment_bytes: topic.segment_bytes,
         segment_ms: topic.segment_ms.min(i64::MAX as u64) as i64,
@@ -126,7 +129,11 @@ impl Shard {
     }
 
     /// Runs a group call on the group's coordinator shard.
-    pub async fn group_call(self: &Rc<Self>, group: &str, request: crate::groups::GroupCall) -> Option<crate::groups::GroupReply> {
+    pub async fn group_call(
+        self: &Rc<Self>,
+        group: &str,
+        request: crate::groups::GroupCall,
+    ) -> Option<crate::groups::GroupReply> {
         let (_, owner) = crate::groups::placement(self, group);
         if owner == self.id {
             return Some(crate::groups::handle(self, request).await);
@@ -177,7 +184,11 @@ impl Shard {
 
     /// The owner shard of a partition.
     pub fn owner(&self, topic: &str, partition: i32) -> ShardId {
-        placement(stable_hash(topic.as_bytes()), partition.max(0) as u32, self.count)
+        placement(
+            stable_hash(topic.as_bytes()),
+            partition.max(0) as u32,
+            self.count,
+        )
     }
 
     /// The current catalog.
@@ -201,7 +212,10 @@ impl Shard {
         match topic_config_from_overrides(&self.config.topic_defaults, &meta.configs) {
             Ok(topic) => log_config(&topic, self.config.log_write_mode),
             Err(e) => {
-                log::warn!("topic {}: bad stored config ({e}); using defaults", meta.name);
+                log::warn!(
+                    "topic {}: bad stored config ({e}); using defaults",
+                    meta.name
+                );
                 log_config(&self.config.topic_defaults, self.config.log_write_mode)
             }
         }
@@ -294,13 +308,21 @@ impl Shard {
                 ShardResponse::ListOffsets(self.list_offsets_local(&parts))
             }
             ShardRequest::Admin(admin) => ShardResponse::Admin(self.admin_local(admin).await),
-            ShardRequest::ApplyCatalog(catalog) => ShardResponse::Applied(self.apply_catalog(catalog).await),
-            ShardRequest::Group(call) => ShardResponse::Group(crate::groups::handle(self, call).await),
+            ShardRequest::ApplyCatalog(catalog) => {
+                ShardResponse::Applied(self.apply_catalog(catalog).await)
+            }
+            ShardRequest::Group(call) => {
+                ShardResponse::Group(crate::groups::handle(self, call).await)
+            }
         }
     }
 
     /// Splits `items` by owner shard, keeping each item's request position.
-    fn split_by_owner<T>(&self, items: Vec<T>, key: impl Fn(&T) -> (&str, i32)) -> BTreeMap<ShardId, Vec<(usize, T)>> {
+    fn split_by_owner<T>(
+        &self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> (&str, i32),
+    ) -> BTreeMap<ShardId, Vec<(usize, T)>> {
         let mut groups: BTreeMap<ShardId, Vec<(usize, T)>> = BTreeMap::new();
         for (i, item) in items.into_iter().enumerate() {
             let (topic, partition) = key(&item);
@@ -369,7 +391,12 @@ impl Shard {
     }
 
     /// Produces to partitions on any shard.
-    pub async fn produce(self: &Rc<Self>, acks: i16, timeout_ms: u64, parts: Vec<ProducePart>) -> Vec<ProduceResult> {
+    pub async fn produce(
+        self: &Rc<Self>,
+        acks: i16,
+        timeout_ms: u64,
+        parts: Vec<ProducePart>,
+    ) -> Vec<ProduceResult> {
         let this = self.clone();
         self.scatter(
             parts,
@@ -390,14 +417,24 @@ impl Shard {
     }
 
     /// Appends to local partitions and waits for the acks level.
-    pub async fn produce_local(&self, acks: i16, timeout_ms: u64, parts: Vec<ProducePart>) -> Vec<ProduceResult> {
-        self.flusher.wait_for_space(SHARD_PENDING_WRITE_BYTES_MAX).await;
+    pub async fn produce_local(
+        &self,
+        acks: i16,
+        timeout_ms: u64,
+        parts: Vec<ProducePart>,
+    ) -> Vec<ProduceResult> {
+        self.flusher
+            .wait_for_space(SHARD_PENDING_WRITE_BYTES_MAX)
+            .await;
         let now = now_ms();
         let mut results = Vec::with_capacity(parts.len());
         let mut waits = Vec::new();
         for (i, part) in parts.iter().enumerate() {
             let Some(partition) = self.partition(&part.topic, part.partition) else {
-                results.push(produce_error(ErrorCode::UnknownTopicOrPartition, "unknown partition"));
+                results.push(produce_error(
+                    ErrorCode::UnknownTopicOrPartition,
+                    "unknown partition",
+                ));
                 continue;
             };
             let appended = {
@@ -544,11 +581,14 @@ impl Shard {
             let parts: Vec<_> = group.into_iter().map(|(_, p)| p).collect();
             if owner == self.id {
                 let this = self.clone();
-                waits.push(Box::pin(async move { this.wait_for_data_local(&parts, deadline).await }));
+                waits.push(Box::pin(async move {
+                    this.wait_for_data_local(&parts, deadline).await
+                }));
             } else {
                 let this = self.clone();
                 waits.push(Box::pin(async move {
-                    this.call(owner, ShardRequest::WaitForData { parts, deadline }).await;
+                    this.call(owner, ShardRequest::WaitForData { parts, deadline })
+                        .await;
                 }));
             }
         }
@@ -558,7 +598,10 @@ impl Shard {
     }
 
     /// ListOffsets across shards.
-    pub async fn list_offsets(self: &Rc<Self>, parts: Vec<ListOffsetsPart>) -> Vec<ListOffsetsResult> {
+    pub async fn list_offsets(
+        self: &Rc<Self>,
+        parts: Vec<ListOffsetsPart>,
+    ) -> Vec<ListOffsetsResult> {
         let this = self.clone();
         self.scatter(
             parts,
@@ -594,9 +637,15 @@ impl Shard {
                 let found = match part.timestamp {
                     -1 => Ok(Some((log.high_watermark(), -1))),
                     -2 | -4 => Ok(Some((log.log_start_offset(), -1))),
-                    -3 => Ok(Some(log.max_timestamp_offset().map_or((-1, -1), |(ts, o)| (o, ts)))),
+                    -3 => Ok(Some(
+                        log.max_timestamp_offset()
+                            .map_or((-1, -1), |(ts, o)| (o, ts)),
+                    )),
                     ts if ts >= 0 => log.offset_for_timestamp(ts),
-                    _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad timestamp")),
+                    _ => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "bad timestamp",
+                    )),
                 };
                 match found {
                     Ok(Some((offset, timestamp))) => ListOffsetsResult {
@@ -652,7 +701,8 @@ impl Shard {
             request,
             AdminRequest::CreateTopics { .. } | AdminRequest::CreatePartitions { .. }
         );
-        let (results, changed) = crate::server::admin::apply(&mut catalog, request, self.config.num_partitions);
+        let (results, changed) =
+            crate::server::admin::apply(&mut catalog, request, self.config.num_partitions);
         if changed {
             catalog.version += 1;
             let data_dir = self.config.data_dir.clone();
@@ -748,7 +798,9 @@ impl Shard {
             .collect();
         let data_dir = self.config.data_dir.clone();
         let written = glommio::executor()
-            .spawn_blocking(move || crate::storage::log::write_files_then_syncfs(&files, &trims, &data_dir))
+            .spawn_blocking(move || {
+                crate::storage::log::write_files_then_syncfs(&files, &trims, &data_dir)
+            })
             .await;
         if let Err(e) = written {
             log::error!("{}: writing index files at shutdown failed: {e}", self.id);

@@ -66,7 +66,8 @@ impl Flusher {
 
     /// Queues `partition` for the next round.
     pub fn schedule(&self, partition: &Rc<Partition>, appended_bytes: usize) {
-        self.pending_bytes.set(self.pending_bytes.get() + appended_bytes);
+        self.pending_bytes
+            .set(self.pending_bytes.get() + appended_bytes);
         if !partition.queued.replace(true) {
             self.queue.borrow_mut().push(partition.clone());
         }
@@ -160,7 +161,10 @@ async fn flush_partition(flusher: Rc<Flusher>, partition: Rc<Partition>, work: F
     // answers) do not wait behind it; one sync per partition at a time,
     // covering every batch written before it started (group commit).
     glommio::spawn_local(async move {
-        let result = file.fdatasync().await.map_err(|e| format!("fdatasync failed: {e}"));
+        let result = file
+            .fdatasync()
+            .await
+            .map_err(|e| format!("fdatasync failed: {e}"));
         finish_sync(&flusher, &partition, offset, result);
     })
     .detach();
@@ -179,14 +183,22 @@ fn start_filesystem_sync(flusher: Rc<Flusher>) {
             if batch.is_empty() {
                 break;
             }
-            let fd = flusher.fs_sync.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
+            let fd = flusher
+                .fs_sync
+                .as_ref()
+                .map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
             // The flusher (and with it the descriptor) lives as long as the
             // shard, which outlives this task.
             let result = glommio::executor()
                 .spawn_blocking(move || nix::unistd::syncfs(fd))
                 .await;
             for (partition, offset) in batch {
-                finish_sync(&flusher, &partition, offset, result.map_err(|e| format!("syncfs failed: {e}")));
+                finish_sync(
+                    &flusher,
+                    &partition,
+                    offset,
+                    result.map_err(|e| format!("syncfs failed: {e}")),
+                );
             }
         }
         flusher.fs_syncing.set(false);
@@ -196,7 +208,12 @@ fn start_filesystem_sync(flusher: Rc<Flusher>) {
 
 /// Records the outcome of a sync covering `partition` up to `offset` and
 /// queues the partition again when more waits for durability.
-fn finish_sync(flusher: &Rc<Flusher>, partition: &Rc<Partition>, offset: i64, result: Result<(), String>) {
+fn finish_sync(
+    flusher: &Rc<Flusher>,
+    partition: &Rc<Partition>,
+    offset: i64,
+    result: Result<(), String>,
+) {
     {
         let mut log = partition.log.borrow_mut();
         match result {
@@ -235,12 +252,19 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
                     .mark_written(segment_base, end, end_offset);
                 partition.notify();
             }
-            PendingOp::Seal { file, size, files, dir } => {
+            PendingOp::Seal {
+                file,
+                size,
+                files,
+                dir,
+            } => {
                 file.seal(size)
                     .await
                     .map_err(|e| format!("fdatasync of sealed segment failed: {e}"))?;
                 glommio::executor()
-                    .spawn_blocking(move || write_files_synced(&files).and_then(|()| sync_dir(&dir)))
+                    .spawn_blocking(move || {
+                        write_files_synced(&files).and_then(|()| sync_dir(&dir))
+                    })
                     .await
                     .map_err(|e| format!("writing segment indexes failed: {e}"))?;
             }

@@ -38,7 +38,10 @@ impl OffsetIndex {
     /// Adds an entry; ignored unless both offset and position grow and the
     /// offset fits the relative encoding.
     pub fn append(&mut self, offset: i64, position: u32) {
-        let Some(relative) = offset.checked_sub(self.base_offset).and_then(|r| u32::try_from(r).ok()) else {
+        let Some(relative) = offset
+            .checked_sub(self.base_offset)
+            .and_then(|r| u32::try_from(r).ok())
+        else {
             return;
         };
         if let Some(&(last_rel, last_pos)) = self.entries.last() {
@@ -90,7 +93,10 @@ impl OffsetIndex {
     /// Reads `.index` bytes, dropping zero padding (Kafka preallocates).
     pub fn decode(base_offset: i64, bytes: &[u8]) -> Result<OffsetIndex, IndexError> {
         if !bytes.len().is_multiple_of(8) {
-            return Err(IndexError::BadLength { len: bytes.len(), entry: 8 });
+            return Err(IndexError::BadLength {
+                len: bytes.len(),
+                entry: 8,
+            });
         }
         let mut entries: Vec<(u32, u32)> = Vec::with_capacity(bytes.len() / 8);
         for (i, chunk) in bytes.chunks_exact(8).enumerate() {
@@ -109,7 +115,10 @@ impl OffsetIndex {
             }
             entries.push((rel, pos));
         }
-        Ok(OffsetIndex { base_offset, entries })
+        Ok(OffsetIndex {
+            base_offset,
+            entries,
+        })
     }
 }
 
@@ -133,7 +142,10 @@ impl TimeIndex {
     /// timestamp grows and the offset does not go back. Returns whether
     /// the entry was added.
     pub fn append(&mut self, timestamp: i64, offset: i64) -> bool {
-        let Some(relative) = offset.checked_sub(self.base_offset).and_then(|r| u32::try_from(r).ok()) else {
+        let Some(relative) = offset
+            .checked_sub(self.base_offset)
+            .and_then(|r| u32::try_from(r).ok())
+        else {
             return false;
         };
         if let Some(&(last_ts, last_rel)) = self.entries.last() {
@@ -186,7 +198,10 @@ impl TimeIndex {
     /// Reads `.timeindex` bytes, dropping zero padding.
     pub fn decode(base_offset: i64, bytes: &[u8]) -> Result<TimeIndex, IndexError> {
         if !bytes.len().is_multiple_of(12) {
-            return Err(IndexError::BadLength { len: bytes.len(), entry: 12 });
+            return Err(IndexError::BadLength {
+                len: bytes.len(),
+                entry: 12,
+            });
         }
         let mut entries: Vec<(i64, u32)> = Vec::with_capacity(bytes.len() / 12);
         for (i, chunk) in bytes.chunks_exact(12).enumerate() {
@@ -204,7 +219,10 @@ impl TimeIndex {
             }
             entries.push((ts, rel));
         }
-        Ok(TimeIndex { base_offset, entries })
+        Ok(TimeIndex {
+            base_offset,
+            entries,
+        })
     }
 }
 
@@ -243,7 +261,10 @@ mod tests {
         assert!(OffsetIndex::decode(0, &bytes[..15]).is_err());
         let mut reversed = bytes[8..].to_vec();
         reversed.extend_from_slice(&bytes[..8]);
-        assert_eq!(OffsetIndex::decode(0, &reversed), Err(IndexError::OutOfOrder(1)));
+        assert_eq!(
+            OffsetIndex::decode(0, &reversed),
+            Err(IndexError::OutOfOrder(1))
+        );
         assert_eq!(OffsetIndex::decode(0, &[0; 8]).map(|i| i.len()), Ok(1));
     }
 

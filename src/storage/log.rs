@@ -295,12 +295,18 @@ impl PartitionLog {
         }
         if let Some(active) = self.segments.back_mut() {
             if let Err(e) = active.writer(self.config.write_mode, self.config.preallocate_step()) {
-                return Err(AppendError::StorageFailed(format!("cannot open the active segment for writing: {e}")));
+                return Err(AppendError::StorageFailed(format!(
+                    "cannot open the active segment for writing: {e}"
+                )));
             }
         }
         self.last_append_ms = now_ms;
         self.appended_since_open = true;
-        let log_append_time_ms = if self.config.log_append_time { now_ms } else { -1 };
+        let log_append_time_ms = if self.config.log_append_time {
+            now_ms
+        } else {
+            -1
+        };
         let base_offset = self.next_offset;
         for (header, range) in headers {
             self.append_batch(&header, &records[range], now_ms, log_append_time_ms);
@@ -379,7 +385,10 @@ impl PartitionLog {
         } else {
             header.max_timestamp
         };
-        let segment = self.segments.back_mut().expect("a log always has an active segment");
+        let segment = self
+            .segments
+            .back_mut()
+            .expect("a log always has an active segment");
         let position = segment.size;
         let file = segment
             .write_file
@@ -464,7 +473,9 @@ impl PartitionLog {
     fn roll(&mut self, now_ms: i64) {
         let base = self.next_offset;
         let (mode, step) = (self.config.write_mode, self.config.preallocate_step());
-        match Segment::create(&self.dir, base, now_ms).and_then(|mut s| s.writer(mode, step).map(|_| s)) {
+        match Segment::create(&self.dir, base, now_ms)
+            .and_then(|mut s| s.writer(mode, step).map(|_| s))
+        {
             Ok(new_segment) => {
                 let old = self.segments.back_mut().expect("active segment");
                 let (index_path, time_path) = old.index_paths();
@@ -514,7 +525,10 @@ impl PartitionLog {
             // Release reserved space and direct-mode padding (a metadata
             // operation; the data before `size` is durable already).
             if let Err(e) = segment.read_file.set_len(segment.size) {
-                log::warn!("{}: cannot release reserved space: {e}", segment.path.display());
+                log::warn!(
+                    "{}: cannot release reserved space: {e}",
+                    segment.path.display()
+                );
             }
         }
         true
@@ -553,7 +567,11 @@ impl PartitionLog {
 
     /// Records that a write reached the file: the bytes become readable.
     pub fn mark_written(&mut self, segment_base: i64, end_position: u64, end_offset: i64) {
-        if let Some(segment) = self.segments.iter_mut().find(|s| s.base_offset == segment_base) {
+        if let Some(segment) = self
+            .segments
+            .iter_mut()
+            .find(|s| s.base_offset == segment_base)
+        {
             assert!(end_position <= segment.size);
             segment.written = segment.written.max(end_position);
         }
@@ -563,7 +581,10 @@ impl PartitionLog {
 
     /// Records that an fdatasync covered everything up to `offset`.
     pub fn mark_durable(&mut self, offset: i64) {
-        assert!(offset <= self.high_watermark, "durable past the high watermark");
+        assert!(
+            offset <= self.high_watermark,
+            "durable past the high watermark"
+        );
         self.durable_offset = self.durable_offset.max(offset);
     }
 
@@ -613,13 +634,21 @@ impl PartitionLog {
             if segment.max_timestamp < timestamp_ms {
                 continue;
             }
-            let start = segment.time_index.lookup(timestamp_ms).unwrap_or(segment.base_offset);
+            let start = segment
+                .time_index
+                .lookup(timestamp_ms)
+                .unwrap_or(segment.base_offset);
             let Some((mut position, _)) = segment.find_position(start)? else {
                 continue;
             };
             while let Some(header) = segment.header_at(position)? {
                 if header.max_timestamp >= timestamp_ms {
-                    return self.exact_record_for_timestamp(segment, position, &header, timestamp_ms);
+                    return self.exact_record_for_timestamp(
+                        segment,
+                        position,
+                        &header,
+                        timestamp_ms,
+                    );
                 }
                 position += header.total_len() as u64;
             }
@@ -693,7 +722,9 @@ impl PartitionLog {
         if !may_extend || !self.appended_since_open {
             return None;
         }
-        self.segments.back().map(|s| (s.read_file.clone(), s.written))
+        self.segments
+            .back()
+            .map(|s| (s.read_file.clone(), s.written))
     }
 
     /// Files to write on a clean shutdown: the active segment's indexes and
@@ -786,7 +817,10 @@ fn open_sealed(
     let index = fs::read(&index_path)
         .ok()
         .and_then(|b| OffsetIndex::decode(base, &b).ok())
-        .filter(|i| i.last_entry().is_none_or(|(_, pos)| u64::from(pos) < size.max(1)));
+        .filter(|i| {
+            i.last_entry()
+                .is_none_or(|(_, pos)| u64::from(pos) < size.max(1))
+        });
     let time_index = fs::read(&time_path)
         .ok()
         .and_then(|b| TimeIndex::decode(base, &b).ok());
@@ -856,7 +890,11 @@ fn recover_active(
         }
         None => i64::MIN,
     };
-    for info in recovered.producers.iter().filter(|p| p.base_offset >= replay_from) {
+    for info in recovered
+        .producers
+        .iter()
+        .filter(|p| p.base_offset >= replay_from)
+    {
         producers.record(
             info.producer_id,
             info.producer_epoch,
@@ -952,7 +990,13 @@ mod tests {
                 let appended = partition
                     .log
                     .borrow_mut()
-                    .append(&batch(&[b"aaaaaaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbbbbbbbbbbbb"], 1000 + i * 10), 5)
+                    .append(
+                        &batch(
+                            &[b"aaaaaaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbbbbbbbbbbbb"],
+                            1000 + i * 10,
+                        ),
+                        5,
+                    )
                     .expect("append");
                 assert_eq!(appended.base_offset, 2 * i);
             }
@@ -970,26 +1014,39 @@ mod tests {
             assert!(matches!(log.read(21, 100), Err(ReadError::OutOfRange)));
             assert!(log.read(20, 100).expect("at end").is_none());
             // Timestamps: batch i holds 1000+10i and 1001+10i.
-            assert_eq!(log.offset_for_timestamp(1041).expect("lookup"), Some((9, 1041)));
+            assert_eq!(
+                log.offset_for_timestamp(1041).expect("lookup"),
+                Some((9, 1041))
+            );
             assert_eq!(log.offset_for_timestamp(5000).expect("lookup"), None);
             assert_eq!(log.max_timestamp_offset(), Some((1091, 19)));
             // Sealed segments hold exactly their data (no padding or
             // preallocated space), whatever the write mode.
             for segment in log.segments.iter().take(log.segment_count() - 1) {
-                assert_eq!(segment.read_file.metadata().expect("meta").len(), segment.size);
+                assert_eq!(
+                    segment.read_file.metadata().expect("meta").len(),
+                    segment.size
+                );
             }
             let trims: Vec<_> = log.padded_active().into_iter().collect();
             assert_eq!(trims.len(), 1, "preallocated or padded: cut at shutdown");
-            write_files_then_syncfs(&log.shutdown_files(), &trims, log.dir()).expect("shutdown files");
+            write_files_then_syncfs(&log.shutdown_files(), &trims, log.dir())
+                .expect("shutdown files");
             let active = log.segments.back().expect("active");
-            assert_eq!(active.read_file.metadata().expect("meta").len(), active.size);
+            assert_eq!(
+                active.read_file.metadata().expect("meta").len(),
+                active.size
+            );
         });
         on_executor(move || async move {
             let log = PartitionLog::open(&reopen_path, reopen_config, 0).expect("reopen");
             assert_eq!((log.log_start_offset(), log.next_offset()), (0, 20));
             let slice = log.read(19, 10).expect("read").expect("data");
             assert!(slice.len > 0);
-            assert_eq!(log.offset_for_timestamp(1041).expect("lookup"), Some((9, 1041)));
+            assert_eq!(
+                log.offset_for_timestamp(1041).expect("lookup"),
+                Some((9, 1041))
+            );
         });
     }
 
@@ -1001,20 +1058,36 @@ mod tests {
             let log = PartitionLog::open(&path, LogConfig::default(), 0).expect("open");
             let partition = Rc::new(Partition::new("t".into(), 0, log));
             let flusher = Rc::new(Flusher::new());
-            partition.log.borrow_mut().append(&batch(&[b"one"], 1), 100).expect("append");
+            partition
+                .log
+                .borrow_mut()
+                .append(&batch(&[b"one"], 1), 100)
+                .expect("append");
             // Not durable yet: the handle stays.
-            assert!(!partition.log.borrow_mut().close_idle_writer(1_000_000, 1000));
+            assert!(!partition
+                .log
+                .borrow_mut()
+                .close_idle_writer(1_000_000, 1000));
             partition.log.borrow_mut().request_sync();
             flush(&flusher, &partition).await;
-            assert!(!partition.log.borrow_mut().close_idle_writer(200, 1000), "not idle long enough");
+            assert!(
+                !partition.log.borrow_mut().close_idle_writer(200, 1000),
+                "not idle long enough"
+            );
             {
                 use std::os::unix::fs::MetadataExt;
                 let log = partition.log.borrow();
                 let active = log.segments.back().expect("active");
                 let meta = active.read_file.metadata().expect("meta");
-                assert!(meta.blocks() * 512 >= 1 << 20, "space reserved ahead of the data");
+                assert!(
+                    meta.blocks() * 512 >= 1 << 20,
+                    "space reserved ahead of the data"
+                );
             }
-            assert!(partition.log.borrow_mut().close_idle_writer(1_000_000, 1000));
+            assert!(partition
+                .log
+                .borrow_mut()
+                .close_idle_writer(1_000_000, 1000));
             {
                 use std::os::unix::fs::MetadataExt;
                 let log = partition.log.borrow();
@@ -1022,14 +1095,26 @@ mod tests {
                 assert!(active.write_file.is_none());
                 let meta = active.read_file.metadata().expect("meta");
                 assert_eq!(meta.len(), active.size);
-                assert!(meta.blocks() * 512 < 1 << 20, "reserved space released when the handle closed");
+                assert!(
+                    meta.blocks() * 512 < 1 << 20,
+                    "reserved space released when the handle closed"
+                );
             }
-            partition.log.borrow_mut().append(&batch(&[b"two"], 2), 1_000_001).expect("append reopens");
+            partition
+                .log
+                .borrow_mut()
+                .append(&batch(&[b"two"], 2), 1_000_001)
+                .expect("append reopens");
             partition.log.borrow_mut().request_sync();
             flush(&flusher, &partition).await;
             let log = partition.log.borrow();
             assert_eq!((log.high_watermark(), log.durable_offset()), (2, 2));
-            let bytes = log.read(0, 1 << 20).expect("read").expect("data").read_to_vec().expect("file");
+            let bytes = log
+                .read(0, 1 << 20)
+                .expect("read")
+                .expect("data")
+                .read_to_vec()
+                .expect("file");
             assert_eq!(crate::protocol::batch::batches(&bytes).count(), 2);
         });
     }
@@ -1047,27 +1132,51 @@ mod tests {
             let mut corrupt = batch(&[b"x"], 1).to_vec();
             let last = corrupt.len() - 1;
             corrupt[last] ^= 1;
-            assert!(matches!(log.append(&Bytes::from(corrupt), 0), Err(AppendError::Corrupt(_))));
-            assert!(matches!(log.append(&batch(&[&[7u8; 300]], 1), 0), Err(AppendError::TooLarge { .. })));
-            assert!(matches!(log.append(&Bytes::new(), 0), Err(AppendError::Empty)));
+            assert!(matches!(
+                log.append(&Bytes::from(corrupt), 0),
+                Err(AppendError::Corrupt(_))
+            ));
+            assert!(matches!(
+                log.append(&batch(&[&[7u8; 300]], 1), 0),
+                Err(AppendError::TooLarge { .. })
+            ));
+            assert!(matches!(
+                log.append(&Bytes::new(), 0),
+                Err(AppendError::Empty)
+            ));
             // A good batch followed by garbage: nothing is appended.
             let mut mixed = batch(&[b"ok"], 1).to_vec();
             mixed.extend_from_slice(b"trailing");
             assert!(log.append(&Bytes::from(mixed), 0).is_err());
             assert_eq!(log.next_offset(), 0);
 
-            let producer = |seq| ProducerFields { producer_id: 9, producer_epoch: 0, base_sequence: seq };
-            let b0 = Bytes::from(build_batch(1, Some(producer(0)), &[(None, b"a"), (None, b"b")]));
+            let producer = |seq| ProducerFields {
+                producer_id: 9,
+                producer_epoch: 0,
+                base_sequence: seq,
+            };
+            let b0 = Bytes::from(build_batch(
+                1,
+                Some(producer(0)),
+                &[(None, b"a"), (None, b"b")],
+            ));
             let b2 = Bytes::from(build_batch(1, Some(producer(2)), &[(None, b"c")]));
             assert_eq!(log.append(&b0, 0).expect("first").base_offset, 0);
             let retry = log.append(&b0, 0).expect("retry");
             assert!(retry.duplicate && retry.base_offset == 0 && retry.last_offset == 1);
             assert_eq!(log.append(&b2, 0).expect("next").base_offset, 2);
             let gap = Bytes::from(build_batch(1, Some(producer(9)), &[(None, b"d")]));
-            assert!(matches!(log.append(&gap, 0), Err(AppendError::OutOfOrderSequence { .. })));
+            assert!(matches!(
+                log.append(&gap, 0),
+                Err(AppendError::OutOfOrderSequence { .. })
+            ));
             let stale = Bytes::from(build_batch(
                 1,
-                Some(ProducerFields { producer_id: 9, producer_epoch: -1, base_sequence: 3 }),
+                Some(ProducerFields {
+                    producer_id: 9,
+                    producer_epoch: -1,
+                    base_sequence: 3,
+                }),
                 &[(None, b"e")],
             ));
             assert!(log.append(&stale, 0).is_err());

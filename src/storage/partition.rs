@@ -41,7 +41,11 @@ impl Partition {
 
     /// Waits until `done(log)` holds, the partition fails or is deleted, or
     /// `deadline` passes. Returns whether `done` held.
-    pub async fn wait_until(&self, deadline: Instant, done: impl Fn(&PartitionLog) -> bool) -> bool {
+    pub async fn wait_until(
+        &self,
+        deadline: Instant,
+        done: impl Fn(&PartitionLog) -> bool,
+    ) -> bool {
         loop {
             let listener = self.progress.listen();
             {

@@ -105,9 +105,11 @@ impl ProducerStates {
                 }
             };
         }
-        if let Some(batch) = entry.batches.iter().find(|b| {
-            b.first_sequence == first_sequence && b.last_sequence == last_sequence
-        }) {
+        if let Some(batch) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_sequence == first_sequence && b.last_sequence == last_sequence)
+        {
             return SequenceCheck::Duplicate(*batch);
         }
         let expected = entry
@@ -139,7 +141,10 @@ impl ProducerStates {
             entry.epoch = epoch;
         }
         if let Some(last) = entry.batches.back() {
-            assert!(batch.base_offset > last.last_offset, "offsets must increase");
+            assert!(
+                batch.base_offset > last.last_offset,
+                "offsets must increase"
+            );
         }
         entry.batches.push_back(batch);
         while entry.batches.len() > PRODUCER_BATCHES_REMEMBERED {
@@ -237,7 +242,13 @@ mod tests {
         for i in 0..10 {
             s.record(1, 0, batch(i, i, i64::from(i)));
         }
-        assert_eq!(s.check(1, 0, 0, 0), SequenceCheck::OutOfOrder { expected: 10, got: 0 });
+        assert_eq!(
+            s.check(1, 0, 0, 0),
+            SequenceCheck::OutOfOrder {
+                expected: 10,
+                got: 0
+            }
+        );
         assert!(matches!(s.check(1, 0, 9, 9), SequenceCheck::Duplicate(_)));
         assert_eq!(next_sequence(i32::MAX), 0);
     }
@@ -250,7 +261,10 @@ mod tests {
         let bytes = s.to_snapshot(4);
         let (mut back, next) = ProducerStates::from_snapshot(&bytes).unwrap();
         assert_eq!(next, 4);
-        assert!(matches!(back.check(1, 0, 2, 3), SequenceCheck::Duplicate(_)));
+        assert!(matches!(
+            back.check(1, 0, 2, 3),
+            SequenceCheck::Duplicate(_)
+        ));
         back.truncate_to(2);
         assert_eq!(back.check(1, 0, 2, 3), SequenceCheck::Append);
         assert!(ProducerStates::from_snapshot(b"garbage").is_none());

@@ -64,7 +64,11 @@ pub fn should_index(bytes_since_index: u64, interval: u32) -> bool {
 }
 
 /// Scans `file` (a segment starting at `base_offset`).
-pub fn recover_segment(file: &File, base_offset: i64, index_interval_bytes: u32) -> io::Result<RecoveredSegment> {
+pub fn recover_segment(
+    file: &File,
+    base_offset: i64,
+    index_interval_bytes: u32,
+) -> io::Result<RecoveredSegment> {
     let file_len = file.metadata()?.len();
     let mut index = OffsetIndex::new(base_offset);
     let mut time_index = TimeIndex::new(base_offset);
@@ -88,7 +92,9 @@ pub fn recover_segment(file: &File, base_offset: i64, index_interval_bytes: u32)
             break;
         }
         // Make sure the header is in the window.
-        if !(position >= window_start && position + BATCH_HEADER_LEN as u64 <= window_start + window.len() as u64) {
+        if !(position >= window_start
+            && position + BATCH_HEADER_LEN as u64 <= window_start + window.len() as u64)
+        {
             let len = remaining.min(SCAN_CHUNK_BYTES as u64) as usize;
             window.resize(len, 0);
             file.read_exact_at(&mut window, position)?;
@@ -108,7 +114,9 @@ pub fn recover_segment(file: &File, base_offset: i64, index_interval_bytes: u32)
         };
         let total = header.total_len() as u64;
         if total > remaining {
-            stop_reason = Some(format!("torn batch at byte {position}: {total} bytes declared, {remaining} present"));
+            stop_reason = Some(format!(
+                "torn batch at byte {position}: {total} bytes declared, {remaining} present"
+            ));
             break;
         }
         if position + total > window_start + window.len() as u64 {
@@ -134,7 +142,8 @@ pub fn recover_segment(file: &File, base_offset: i64, index_interval_bytes: u32)
         }
         let last_offset = header.last_offset();
         bytes_since_index += total;
-        if should_index(bytes_since_index, index_interval_bytes) && position <= u64::from(u32::MAX) {
+        if should_index(bytes_since_index, index_interval_bytes) && position <= u64::from(u32::MAX)
+        {
             index.append(header.base_offset, position as u32);
             bytes_since_index = 0;
         }
@@ -194,9 +203,17 @@ mod tests {
         let mut max_ts = i64::MIN;
         let mut ends = Vec::new();
         for i in 0..n {
-            let producer = ProducerFields { producer_id: 42, producer_epoch: 0, base_sequence: 2 * i as i32 };
+            let producer = ProducerFields {
+                producer_id: 42,
+                producer_epoch: 0,
+                base_sequence: 2 * i as i32,
+            };
             let value = vec![b'v'; 50 + i];
-            let mut batch = build_batch(1_000 + i as i64 * 10, Some(producer), &[(None, &value), (Some(b"k"), b"w")]);
+            let mut batch = build_batch(
+                1_000 + i as i64 * 10,
+                Some(producer),
+                &[(None, &value), (Some(b"k"), b"w")],
+            );
             let offset = base + 2 * i as i64;
             stamp_base_offset(&mut batch, offset);
             let position = bytes.len() as u64;
@@ -234,13 +251,19 @@ mod tests {
         let (bytes, index, time_index, _) = segment(100, 40, 300);
         let r = recover_segment(&file_with(&bytes), 100, 300).expect("scan");
         assert_eq!(r.valid_len, bytes.len() as u64);
-        assert_eq!((r.next_offset, r.batch_count, r.truncated_bytes), (180, 40, 0));
+        assert_eq!(
+            (r.next_offset, r.batch_count, r.truncated_bytes),
+            (180, 40, 0)
+        );
         assert_eq!(r.index, index);
         assert!(r.index.len() > 3);
         assert_eq!(r.time_index, time_index);
         assert_eq!(r.max_timestamp, Some((1_391, 179)));
         assert_eq!(r.producers.len(), PRODUCER_BATCHES_REMEMBERED);
-        assert_eq!(r.producers.last().map(|p| (p.base_offset, p.last_sequence)), Some((178, 79)));
+        assert_eq!(
+            r.producers.last().map(|p| (p.base_offset, p.last_sequence)),
+            Some((178, 79))
+        );
     }
 
     #[test]
@@ -262,7 +285,10 @@ mod tests {
         let r = recover_segment(&file_with(&bytes), 0, 4096).expect("scan");
         assert_eq!(r.valid_len, ends[2]);
         assert_eq!(r.truncated_bytes, 4096);
-        assert!(r.stop_reason.as_deref().is_some_and(|s| s.contains("zeroed")));
+        assert!(r
+            .stop_reason
+            .as_deref()
+            .is_some_and(|s| s.contains("zeroed")));
     }
 
     #[test]
@@ -273,7 +299,10 @@ mod tests {
         let r = recover_segment(&file_with(&bytes), 0, 4096).expect("scan");
         assert_eq!(r.valid_len, ends[1]);
         assert_eq!(r.next_offset, 4);
-        assert!(r.stop_reason.as_deref().is_some_and(|s| s.contains("corrupt")));
+        assert!(r
+            .stop_reason
+            .as_deref()
+            .is_some_and(|s| s.contains("corrupt")));
     }
 
     #[test]

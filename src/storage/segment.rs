@@ -86,7 +86,11 @@ impl Segment {
     /// The io_uring write handle, opened when the segment has none:
     /// partitions that are not being written hold one file descriptor, not
     /// two. `preallocate_step` is 0 for no preallocation.
-    pub fn writer(&mut self, mode: WriteMode, preallocate_step: u64) -> io::Result<Rc<SegmentWriter>> {
+    pub fn writer(
+        &mut self,
+        mode: WriteMode,
+        preallocate_step: u64,
+    ) -> io::Result<Rc<SegmentWriter>> {
         if let Some(file) = &self.write_file {
             return Ok(file.clone());
         }

@@ -157,7 +157,8 @@ impl SegmentWriter {
     /// True when the file may extend past its data (reserved space or
     /// direct-mode padding) and should be cut when the handle closes.
     pub fn may_extend_past_data(&self) -> bool {
-        matches!(self.kind, Kind::Direct(_)) || (self.preallocated.get() > 0 && self.preallocated.get() != u64::MAX)
+        matches!(self.kind, Kind::Direct(_))
+            || (self.preallocated.get() > 0 && self.preallocated.get() != u64::MAX)
     }
 
     /// Makes everything written durable.
@@ -200,7 +201,10 @@ impl SegmentWriter {
         // Reserve ahead as much as the segment already holds, between 1 MiB
         // and the step: a partition written once reserves little, so ten
         // thousand partitions do not reserve a disk's worth of extents.
-        let ahead = end.clamp(PREALLOCATE_MIN_BYTES.min(self.preallocate_step), self.preallocate_step);
+        let ahead = end.clamp(
+            PREALLOCATE_MIN_BYTES.min(self.preallocate_step),
+            self.preallocate_step,
+        );
         let target = (end + ahead).div_ceil(PREALLOCATE_MIN_BYTES) * PREALLOCATE_MIN_BYTES;
         let result = match &self.kind {
             Kind::Buffered(file) => file.pre_allocate(target, true).await.map_err(other),
@@ -309,13 +313,20 @@ mod tests {
         on_executor(|| async {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("00000000000000000000.log");
-            let read = File::options().read(true).write(true).create(true).truncate(true).open(&path).expect("create");
+            let read = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .expect("create");
             let mut expected = Vec::new();
             let mut size = 0u64;
             for round in 0..3u8 {
                 // A new writer each round: the tail comes from the file.
-                let writer = SegmentWriter::open(WriteMode::Direct, path.clone(), &read, size, 1 << 20)
-                    .expect("open");
+                let writer =
+                    SegmentWriter::open(WriteMode::Direct, path.clone(), &read, size, 1 << 20)
+                        .expect("open");
                 for i in 0..20u32 {
                     let len = 1 + (i as usize * 977 + round as usize * 131) % 9000;
                     let data: Vec<u8> = (0..len).map(|j| (j as u8) ^ (i as u8) ^ round).collect();
@@ -327,13 +338,16 @@ mod tests {
                     expected.extend_from_slice(&data);
                     size += len as u64;
                     let on_disk = std::fs::read(&path).expect("read");
-                    assert!(on_disk.len() as u64 >= size && on_disk.len() as u64 % DIRECT_ALIGN == 0);
+                    assert!(
+                        on_disk.len() as u64 >= size && on_disk.len() as u64 % DIRECT_ALIGN == 0
+                    );
                     assert_eq!(&on_disk[..size as usize], &expected[..]);
                     assert!(on_disk[size as usize..].iter().all(|b| *b == 0));
                 }
                 writer.fdatasync().await.expect("sync");
             }
-            let writer = SegmentWriter::open(WriteMode::Direct, path.clone(), &read, size, 0).expect("open");
+            let writer =
+                SegmentWriter::open(WriteMode::Direct, path.clone(), &read, size, 0).expect("open");
             writer.seal(size).await.expect("seal");
             assert_eq!(std::fs::read(&path).expect("read"), expected);
         });
@@ -344,8 +358,15 @@ mod tests {
         on_executor(|| async {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("00000000000000000000.log");
-            let read = File::options().read(true).write(true).create(true).truncate(true).open(&path).expect("create");
-            let writer = SegmentWriter::open(WriteMode::Buffered, path.clone(), &read, 0, 1 << 20).expect("open");
+            let read = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .expect("create");
+            let writer = SegmentWriter::open(WriteMode::Buffered, path.clone(), &read, 0, 1 << 20)
+                .expect("open");
             writer.write_at(vec![7u8; 1000], 0).await.expect("write");
             writer.write_at(vec![8u8; 10], 1000).await.expect("write");
             assert_eq!(read.metadata().expect("meta").len(), 1010);

@@ -13,7 +13,11 @@ use crate::server::messages::AdminRequest;
 use crate::server::shard::Shard;
 
 /// Handles CreatePartitions.
-pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: CreatePartitionsRequest = ctx.decode(&mut body)?;
     let node_id = shard.config.node_id;
     let catalog = shard.catalog();
@@ -22,16 +26,25 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
         .iter()
         .map(|t| {
             let name = t.name.0.as_str();
-            let duplicates = request.topics.iter().filter(|o| o.name.0.as_str() == name).count();
+            let duplicates = request
+                .topics
+                .iter()
+                .filter(|o| o.name.0.as_str() == name)
+                .count();
             if duplicates > 1 {
-                return Some((ErrorCode::InvalidRequest.code(), "Duplicate topic in request.".into()));
+                return Some((
+                    ErrorCode::InvalidRequest.code(),
+                    "Duplicate topic in request.".into(),
+                ));
             }
             let current = catalog.topics.get(name).map(|m| m.partitions)?;
             let assignments = t.assignments.as_deref().unwrap_or_default();
             let expected_new = usize::try_from(t.count - current).unwrap_or(0);
             if !assignments.is_empty()
                 && (assignments.len() != expected_new
-                    || assignments.iter().any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node_id))
+                    || assignments
+                        .iter()
+                        .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node_id))
             {
                 return Some((
                     ErrorCode::InvalidReplicaAssignment.code(),
@@ -68,12 +81,18 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
                 Some((code, message)) => (code, Some(message)),
                 None => results
                     .next()
-                    .map_or((ErrorCode::UnknownServerError.code(), None), |r| (r.error_code, r.message)),
+                    .map_or((ErrorCode::UnknownServerError.code(), None), |r| {
+                        (r.error_code, r.message)
+                    }),
             };
             CreatePartitionsTopicResult::default()
                 .with_name(topic_name(t.name.0.as_str()))
                 .with_error_code(code)
-                .with_error_message(if code == 0 { None } else { message.as_deref().map(str_bytes) })
+                .with_error_message(if code == 0 {
+                    None
+                } else {
+                    message.as_deref().map(str_bytes)
+                })
         })
         .collect();
     ctx.respond(&CreatePartitionsResponse::default().with_results(responses))

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{str_bytes, topic_name};
@@ -17,7 +19,10 @@ use crate::server::shard::Shard;
 
 /// Checks topic config overrides against the broker defaults: every key must
 /// be a known topic config and every value valid.
-pub fn validate_topic_configs(shard: &Shard, overrides: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn validate_topic_configs(
+    shard: &Shard,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), String> {
     if let Some(unknown) = overrides.keys().find(|k| !TopicConfig::is_known_key(k)) {
         return Err(format!("Unknown topic config name: {unknown}"));
     }
@@ -35,7 +40,11 @@ fn failure(code: ErrorCode, message: String) -> AdminResult {
 }
 
 /// Handles CreateTopics.
-pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: CreateTopicsRequest = ctx.decode(&mut body)?;
     let node_id = shard.config.node_id;
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -60,20 +69,22 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
         let error = if counts.get(name).copied().unwrap_or(0) > 1 {
             Some(failure(
                 ErrorCode::InvalidRequest,
-                format!("Create topics request from client contains multiple entries for topic {name}."),
+                format!(
+                    "Create topics request from client contains multiple entries for topic {name}."
+                ),
             ))
         } else if !topic.assignments.is_empty() {
             if topic.num_partitions != -1 || topic.replication_factor != -1 {
                 Some(failure(
                     ErrorCode::InvalidRequest,
-                    "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
+                    "Both numPartitions or replicationFactor and replicasAssignments were set."
+                        .into(),
                 ))
-            } else if topic
-                .assignments
-                .iter()
-                .enumerate()
-                .any(|(i, a)| a.partition_index != i as i32 || a.broker_ids.len() != 1 || a.broker_ids[0].0 != node_id)
-            {
+            } else if topic.assignments.iter().enumerate().any(|(i, a)| {
+                a.partition_index != i as i32
+                    || a.broker_ids.len() != 1
+                    || a.broker_ids[0].0 != node_id
+            }) {
                 Some(failure(
                     ErrorCode::InvalidReplicaAssignment,
                     format!("Replica assignments must name broker {node_id} once per partition, partitions numbered from 0."),
@@ -92,10 +103,16 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
         } else if topic.num_partitions == 0 || topic.num_partitions < -1 {
             Some(failure(
                 ErrorCode::InvalidPartitions,
-                format!("Number of partitions was set to an invalid non-positive value: {}.", topic.num_partitions),
+                format!(
+                    "Number of partitions was set to an invalid non-positive value: {}.",
+                    topic.num_partitions
+                ),
             ))
         } else if let Some(key) = null_value {
-            Some(failure(ErrorCode::InvalidConfig, format!("Null value not supported for topic configs: {key}")))
+            Some(failure(
+                ErrorCode::InvalidConfig,
+                format!("Null value not supported for topic configs: {key}"),
+            ))
         } else if let Err(message) = validate_topic_configs(shard, &configs) {
             Some(failure(ErrorCode::InvalidConfig, message))
         } else {
@@ -152,17 +169,18 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
                     .with_num_partitions(meta.partitions)
                     .with_replication_factor(1);
                 if ctx.version >= 5 {
-                    let configs = TopicConfig::describe(defaults, &meta.configs, &shard.config.explicit)
-                        .into_iter()
-                        .map(|c| {
-                            CreatableTopicConfigs::default()
-                                .with_name(str_bytes(&c.name))
-                                .with_value(c.value.as_deref().map(str_bytes))
-                                .with_read_only(c.read_only)
-                                .with_config_source(c.source.code())
-                                .with_is_sensitive(c.sensitive)
-                        })
-                        .collect();
+                    let configs =
+                        TopicConfig::describe(defaults, &meta.configs, &shard.config.explicit)
+                            .into_iter()
+                            .map(|c| {
+                                CreatableTopicConfigs::default()
+                                    .with_name(str_bytes(&c.name))
+                                    .with_value(c.value.as_deref().map(str_bytes))
+                                    .with_read_only(c.read_only)
+                                    .with_config_source(c.source.code())
+                                    .with_is_sensitive(c.sensitive)
+                            })
+                            .collect();
                     entry = entry.with_configs(Some(configs));
                 }
             }

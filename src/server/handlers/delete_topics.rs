@@ -18,7 +18,11 @@ use crate::server::shard::Shard;
 const TOPIC_DELETION_DISABLED: i16 = 73;
 
 /// Handles DeleteTopics.
-pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: DeleteTopicsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     // (name if resolved, id as asked, error if any)
@@ -33,7 +37,10 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
                     None => (
                         None,
                         t.topic_id,
-                        Some((ErrorCode::UnknownTopicId.code(), "This server does not host this topic ID.".into())),
+                        Some((
+                            ErrorCode::UnknownTopicId.code(),
+                            "This server does not host this topic ID.".into(),
+                        )),
                     ),
                 },
             })
@@ -49,8 +56,12 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
         .into_iter()
         .map(|(name, id, error)| {
             let error = error.or_else(|| {
-                (!shard.config.delete_topic_enable)
-                    .then(|| (TOPIC_DELETION_DISABLED, "Topic deletion is disabled.".to_string()))
+                (!shard.config.delete_topic_enable).then(|| {
+                    (
+                        TOPIC_DELETION_DISABLED,
+                        "Topic deletion is disabled.".to_string(),
+                    )
+                })
             });
             (name, id, error)
         })
@@ -84,7 +95,12 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
                 .with_name(name.as_deref().map(topic_name))
                 .with_topic_id(topic_id)
                 .with_error_code(code)
-                .with_error_message(message.as_deref().map(str_bytes).or_else(|| (code != 0).then(StrBytes::default)))
+                .with_error_message(
+                    message
+                        .as_deref()
+                        .map(str_bytes)
+                        .or_else(|| (code != 0).then(StrBytes::default)),
+                )
         })
         .collect();
     ctx.respond(&DeleteTopicsResponse::default().with_responses(responses))

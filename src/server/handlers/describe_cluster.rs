@@ -11,7 +11,11 @@ use crate::server::dispatch::{Context, DispatchError, Response};
 use crate::server::shard::Shard;
 
 /// Handles DescribeCluster.
-pub fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: DescribeClusterRequest = ctx.decode(&mut body)?;
     let config = &shard.config;
     let broker = DescribeClusterBroker::default()

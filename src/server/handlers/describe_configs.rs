@@ -22,7 +22,11 @@ pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 
 /// Handles DescribeConfigs.
-pub fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: DescribeConfigsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let config = &shard.config;
@@ -31,35 +35,54 @@ pub fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Respo
         .iter()
         .map(|resource| {
             let name = resource.resource_name.as_str();
-            let entries: Result<Vec<(ConfigEntry, Vec<DescribeConfigsSynonym>)>, (ErrorCode, String)> =
-                match resource.resource_type {
-                    RESOURCE_TOPIC => match catalog.topics.get(name) {
-                        Some(meta) => Ok(TopicConfig::describe(&config.topic_defaults, &meta.configs, &config.explicit)
-                            .into_iter()
-                            .map(|entry| {
-                                let synonyms = topic_synonyms(shard, &entry, &meta.configs);
-                                (entry, synonyms)
-                            })
-                            .collect()),
-                        None if validate_topic_name(name).is_err() => {
-                            Err((ErrorCode::InvalidTopicException, format!("Invalid topic name '{name}'")))
-                        }
-                        None => Err((ErrorCode::UnknownTopicOrPartition, format!("Topic '{name}' does not exist."))),
-                    },
-                    RESOURCE_BROKER if name.is_empty() || name == config.node_id.to_string() => Ok(config
+            let entries: Result<
+                Vec<(ConfigEntry, Vec<DescribeConfigsSynonym>)>,
+                (ErrorCode, String),
+            > = match resource.resource_type {
+                RESOURCE_TOPIC => match catalog.topics.get(name) {
+                    Some(meta) => Ok(TopicConfig::describe(
+                        &config.topic_defaults,
+                        &meta.configs,
+                        &config.explicit,
+                    )
+                    .into_iter()
+                    .map(|entry| {
+                        let synonyms = topic_synonyms(shard, &entry, &meta.configs);
+                        (entry, synonyms)
+                    })
+                    .collect()),
+                    None if validate_topic_name(name).is_err() => Err((
+                        ErrorCode::InvalidTopicException,
+                        format!("Invalid topic name '{name}'"),
+                    )),
+                    None => Err((
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("Topic '{name}' does not exist."),
+                    )),
+                },
+                RESOURCE_BROKER if name.is_empty() || name == config.node_id.to_string() => {
+                    Ok(config
                         .describe()
                         .into_iter()
                         .map(|entry| {
-                            let synonym = synonym(&entry.name, entry.value.as_deref(), entry.source);
+                            let synonym =
+                                synonym(&entry.name, entry.value.as_deref(), entry.source);
                             (entry, vec![synonym])
                         })
-                        .collect()),
-                    RESOURCE_BROKER => Err((
-                        ErrorCode::InvalidRequest,
-                        format!("Unexpected broker id, expected {} but received {name}", config.node_id),
-                    )),
-                    other => Err((ErrorCode::InvalidRequest, format!("Unsupported resource type {other}"))),
-                };
+                        .collect())
+                }
+                RESOURCE_BROKER => Err((
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "Unexpected broker id, expected {} but received {name}",
+                        config.node_id
+                    ),
+                )),
+                other => Err((
+                    ErrorCode::InvalidRequest,
+                    format!("Unsupported resource type {other}"),
+                )),
+            };
             let base = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
@@ -76,11 +99,19 @@ pub fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Respo
                         .map(|(e, synonyms)| {
                             DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(&e.name))
-                                .with_value(if e.sensitive { None } else { e.value.as_deref().map(str_bytes) })
+                                .with_value(if e.sensitive {
+                                    None
+                                } else {
+                                    e.value.as_deref().map(str_bytes)
+                                })
                                 .with_read_only(e.read_only)
                                 .with_config_source(e.source.code())
                                 .with_is_sensitive(e.sensitive)
-                                .with_synonyms(if request.include_synonyms { synonyms } else { Vec::new() })
+                                .with_synonyms(if request.include_synonyms {
+                                    synonyms
+                                } else {
+                                    Vec::new()
+                                })
                                 .with_config_type(e.config_type.code())
                                 .with_documentation(if request.include_documentation {
                                     e.documentation.as_deref().map(str_bytes)
@@ -116,7 +147,11 @@ fn topic_synonyms(
 ) -> Vec<DescribeConfigsSynonym> {
     let mut chain = Vec::new();
     if let Some(value) = overrides.get(&entry.name) {
-        chain.push(synonym(&entry.name, Some(value), ConfigSource::DynamicTopic));
+        chain.push(synonym(
+            &entry.name,
+            Some(value),
+            ConfigSource::DynamicTopic,
+        ));
     }
     if let Some(broker_key) = TopicConfig::broker_synonym(&entry.name) {
         let value = shard.config.topic_defaults.get(&entry.name);

@@ -25,7 +25,11 @@ enum Slot {
 }
 
 /// Handles Fetch.
-pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: FetchRequest = ctx.decode(&mut body)?;
     let started = Instant::now();
     let wait_ms = u64::try_from(request.max_wait_ms.max(0))
@@ -88,7 +92,9 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
             .filter_map(|r| r.records.as_ref().map(|s| s.len))
             .sum();
         let has_error = results.iter().any(|r| r.error_code != 0)
-            || layout.iter().any(|(_, _, s)| s.iter().any(|(_, slot)| matches!(slot, Slot::Error(_))));
+            || layout
+                .iter()
+                .any(|(_, _, s)| s.iter().any(|(_, slot)| matches!(slot, Slot::Error(_))));
         if bytes >= min_bytes.max(1)
             || has_error
             || Instant::now() >= deadline
@@ -205,7 +211,10 @@ mod tests {
         let file = Arc::new(tempfile::tempfile().expect("tempfile"));
         let mut results = vec![result(100, &file), result(50, &file), result(50, &file)];
         limit_response_size(&mut results, 120);
-        let lens: Vec<Option<usize>> = results.iter().map(|r| r.records.as_ref().map(|s| s.len)).collect();
+        let lens: Vec<Option<usize>> = results
+            .iter()
+            .map(|r| r.records.as_ref().map(|s| s.len))
+            .collect();
         assert_eq!(lens, vec![Some(100), Some(20), None]);
 
         let mut big = vec![result(500, &file), result(10, &file)];

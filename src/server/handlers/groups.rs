@@ -23,12 +23,19 @@ fn opt_string(s: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> 
 }
 
 /// FindCoordinator: this broker coordinates every group.
-pub fn find_coordinator(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub fn find_coordinator(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: FindCoordinatorRequest = ctx.decode(&mut body)?;
     let config = &shard.config;
     let answer = |key: &str| -> (i16, Option<&'static str>) {
         if request.key_type != 0 {
-            (COORDINATOR_NOT_AVAILABLE, Some("only group coordinators are available"))
+            (
+                COORDINATOR_NOT_AVAILABLE,
+                Some("only group coordinators are available"),
+            )
         } else if key.is_empty() {
             (INVALID_GROUP_ID, Some("empty group id"))
         } else {
@@ -45,8 +52,16 @@ pub fn find_coordinator(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Re
                 Coordinator::default()
                     .with_key(key.clone())
                     .with_node_id(BrokerId(if code == 0 { config.node_id } else { -1 }))
-                    .with_host(str_bytes(if code == 0 { &config.advertised_host } else { "" }))
-                    .with_port(if code == 0 { i32::from(config.advertised_port) } else { -1 })
+                    .with_host(str_bytes(if code == 0 {
+                        &config.advertised_host
+                    } else {
+                        ""
+                    }))
+                    .with_port(if code == 0 {
+                        i32::from(config.advertised_port)
+                    } else {
+                        -1
+                    })
                     .with_error_code(code)
                     .with_error_message(message.map(str_bytes))
             })
@@ -56,8 +71,16 @@ pub fn find_coordinator(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Re
         response = response
             .with_error_code(code)
             .with_node_id(BrokerId(if code == 0 { config.node_id } else { -1 }))
-            .with_host(str_bytes(if code == 0 { &config.advertised_host } else { "" }))
-            .with_port(if code == 0 { i32::from(config.advertised_port) } else { -1 });
+            .with_host(str_bytes(if code == 0 {
+                &config.advertised_host
+            } else {
+                ""
+            }))
+            .with_port(if code == 0 {
+                i32::from(config.advertised_port)
+            } else {
+                -1
+            });
         if ctx.version >= 1 {
             response = response.with_error_message(message.map(str_bytes));
         }
@@ -70,7 +93,11 @@ async fn call(shard: &Rc<Shard>, group: &str, request: GroupCall) -> Option<Grou
 }
 
 /// JoinGroup.
-pub async fn join_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn join_group(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: JoinGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let request = GroupCall::Join(crate::groups::JoinArgs {
@@ -83,7 +110,11 @@ pub async fn join_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Re
         session_timeout_ms: r.session_timeout_ms,
         rebalance_timeout_ms: r.rebalance_timeout_ms,
         protocol_type: r.protocol_type.to_string(),
-        protocols: r.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+        protocols: r
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
     });
     let reply = match call(shard, &group, request).await {
         Some(GroupReply::Join(reply)) => reply,
@@ -125,7 +156,11 @@ pub async fn join_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Re
 }
 
 /// SyncGroup.
-pub async fn sync_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn sync_group(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: SyncGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let request = GroupCall::Sync {
@@ -135,13 +170,19 @@ pub async fn sync_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Re
         instance_id: opt_string(&r.group_instance_id),
         protocol_type: opt_string(&r.protocol_type),
         protocol: opt_string(&r.protocol_name),
-        assignments: r.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect(),
+        assignments: r
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect(),
     };
     let (code, assignment, protocol_type, protocol) = match call(shard, &group, request).await {
         Some(GroupReply::Sync(code, assignment, t, p)) => (code, assignment, t, p),
         _ => (COORDINATOR_NOT_AVAILABLE, Bytes::new(), None, None),
     };
-    let mut response = SyncGroupResponse::default().with_error_code(code).with_assignment(assignment);
+    let mut response = SyncGroupResponse::default()
+        .with_error_code(code)
+        .with_assignment(assignment);
     if ctx.version >= 5 {
         response = response
             .with_protocol_type(protocol_type.as_deref().map(str_bytes))
@@ -151,7 +192,11 @@ pub async fn sync_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Re
 }
 
 /// Heartbeat.
-pub async fn heartbeat(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn heartbeat(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: HeartbeatRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let request = GroupCall::Heartbeat {
@@ -168,7 +213,11 @@ pub async fn heartbeat(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Res
 }
 
 /// LeaveGroup (one member before v3, a batch from v3).
-pub async fn leave_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn leave_group(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: LeaveGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
@@ -180,9 +229,21 @@ pub async fn leave_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> R
         vec![(r.member_id.to_string(), None)]
     };
     let count = members.len();
-    let (top, codes) = match call(shard, &group, GroupCall::Leave { group: group.clone(), members: members.clone() }).await {
+    let (top, codes) = match call(
+        shard,
+        &group,
+        GroupCall::Leave {
+            group: group.clone(),
+            members: members.clone(),
+        },
+    )
+    .await
+    {
         Some(GroupReply::Leave(top, codes)) => (top, codes),
-        _ => (COORDINATOR_NOT_AVAILABLE, vec![COORDINATOR_NOT_AVAILABLE; count]),
+        _ => (
+            COORDINATOR_NOT_AVAILABLE,
+            vec![COORDINATOR_NOT_AVAILABLE; count],
+        ),
     };
     let mut response = LeaveGroupResponse::default().with_error_code(top);
     if ctx.version >= 3 {
@@ -203,7 +264,11 @@ pub async fn leave_group(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> R
 }
 
 /// OffsetCommit.
-pub async fn offset_commit(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn offset_commit(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: OffsetCommitRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let catalog = shard.catalog();
@@ -212,14 +277,23 @@ pub async fn offset_commit(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) ->
         let name = t.name.0.to_string();
         let meta = catalog.topics.get(&name);
         for p in &t.partitions {
-            let known = meta.is_some_and(|m| p.partition_index >= 0 && p.partition_index < m.partitions);
+            let known =
+                meta.is_some_and(|m| p.partition_index >= 0 && p.partition_index < m.partitions);
             offsets.push((
                 name.clone(),
                 p.partition_index,
                 p.committed_offset,
-                if ctx.version >= 6 { p.committed_leader_epoch } else { -1 },
+                if ctx.version >= 6 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
                 opt_string(&p.committed_metadata),
-                if known { 0 } else { ErrorCode::UnknownTopicOrPartition.code() },
+                if known {
+                    0
+                } else {
+                    ErrorCode::UnknownTopicOrPartition.code()
+                },
             ));
         }
     }
@@ -263,11 +337,24 @@ pub async fn offset_commit(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) ->
 
 type FetchRows = Vec<(String, i32, i64, i32, Option<String>)>;
 
-async fn fetch_group(shard: &Rc<Shard>, group: String, topics: Option<Vec<(String, Vec<i32>)>>) -> (i16, FetchRows) {
+async fn fetch_group(
+    shard: &Rc<Shard>,
+    group: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> (i16, FetchRows) {
     if group.is_empty() {
         return (INVALID_GROUP_ID, Vec::new());
     }
-    match call(shard, &group, GroupCall::Fetch { group: group.clone(), topics }).await {
+    match call(
+        shard,
+        &group,
+        GroupCall::Fetch {
+            group: group.clone(),
+            topics,
+        },
+    )
+    .await
+    {
         Some(GroupReply::Fetch(code, rows)) => (code, rows),
         _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
     }
@@ -286,16 +373,21 @@ fn by_topic(rows: FetchRows) -> Vec<(String, Vec<(i32, i64, i32, Option<String>)
 }
 
 /// OffsetFetch (one group before v8, several from v8).
-pub async fn offset_fetch(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn offset_fetch(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: OffsetFetchRequest = ctx.decode(&mut body)?;
     let epoch = |e: i32| if ctx.version >= 5 { e } else { -1 };
     if ctx.version >= 8 {
         let mut groups = Vec::with_capacity(r.groups.len());
         for g in &r.groups {
-            let topics = g
-                .topics
-                .as_ref()
-                .map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+            let topics = g.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                    .collect()
+            });
             let (code, rows) = fetch_group(shard, group_id(&g.group_id), topics).await;
             let topics = by_topic(rows)
                 .into_iter()
@@ -325,10 +417,11 @@ pub async fn offset_fetch(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> 
         }
         return ctx.respond(&OffsetFetchResponse::default().with_groups(groups));
     }
-    let topics = r
-        .topics
-        .as_ref()
-        .map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+    let topics = r.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
     let (code, rows) = fetch_group(shard, group_id(&r.group_id), topics).await;
     let topics = by_topic(rows)
         .into_iter()
@@ -344,7 +437,11 @@ pub async fn offset_fetch(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> 
                                 .with_committed_offset(o)
                                 .with_committed_leader_epoch(epoch(e))
                                 .with_metadata(m.as_deref().map(str_bytes))
-                                .with_error_code(if ctx.version < 2 && code != 0 { code } else { 0 })
+                                .with_error_code(if ctx.version < 2 && code != 0 {
+                                    code
+                                } else {
+                                    0
+                                })
                         })
                         .collect(),
                 )
@@ -358,9 +455,17 @@ pub async fn offset_fetch(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> 
 }
 
 /// ListGroups: every shard's groups, filtered by state (v4).
-pub async fn list_groups(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn list_groups(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: ListGroupsRequest = ctx.decode(&mut body)?;
-    let states: Vec<String> = r.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let states: Vec<String> = r
+        .states_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     let all = shard.list_all_groups().await;
     let groups = all
         .into_iter()
@@ -380,7 +485,11 @@ pub async fn list_groups(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> R
 }
 
 /// DescribeGroups.
-pub async fn describe_groups(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn describe_groups(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: DescribeGroupsRequest = ctx.decode(&mut body)?;
     let mut groups = Vec::with_capacity(r.groups.len());
     for g in &r.groups {
@@ -401,11 +510,12 @@ pub async fn describe_groups(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) 
             }
         };
         // Before v6 an unknown group is described as Dead without an error.
-        let error_code = if d.error_code == crate::groups::codes::GROUP_ID_NOT_FOUND && ctx.version < 6 {
-            0
-        } else {
-            d.error_code
-        };
+        let error_code =
+            if d.error_code == crate::groups::codes::GROUP_ID_NOT_FOUND && ctx.version < 6 {
+                0
+            } else {
+                d.error_code
+            };
         let members = d
             .members
             .into_iter()
@@ -437,7 +547,11 @@ pub async fn describe_groups(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) 
 }
 
 /// DeleteGroups.
-pub async fn delete_groups(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn delete_groups(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: DeleteGroupsRequest = ctx.decode(&mut body)?;
     let mut results = Vec::with_capacity(r.groups_names.len());
     for g in &r.groups_names {
@@ -460,18 +574,35 @@ pub async fn delete_groups(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) ->
 }
 
 /// OffsetDelete.
-pub async fn offset_delete(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn offset_delete(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let r: OffsetDeleteRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let partitions: Vec<(String, i32)> = r
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.0.to_string(), p.partition_index))
+        })
         .collect();
     let (top, codes) = if group.is_empty() {
         (INVALID_GROUP_ID, Vec::new())
     } else {
-        match call(shard, &group, GroupCall::OffsetDelete { group: group.clone(), partitions }).await {
+        match call(
+            shard,
+            &group,
+            GroupCall::OffsetDelete {
+                group: group.clone(),
+                partitions,
+            },
+        )
+        .await
+        {
             Some(GroupReply::OffsetDelete(top, codes)) => (top, codes),
             _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
         }
@@ -498,5 +629,9 @@ pub async fn offset_delete(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) ->
             })
             .collect()
     };
-    ctx.respond(&OffsetDeleteResponse::default().with_error_code(top).with_topics(topics))
+    ctx.respond(
+        &OffsetDeleteResponse::default()
+            .with_error_code(top)
+            .with_topics(topics),
+    )
 }

@@ -34,13 +34,19 @@ fn apply_ops(
     let mut overrides = current.clone();
     for (name, op, value) in ops {
         if !TopicConfig::is_known_key(name) {
-            return Err((ErrorCode::InvalidConfig, format!("Unknown topic config name: {name}")));
+            return Err((
+                ErrorCode::InvalidConfig,
+                format!("Unknown topic config name: {name}"),
+            ));
         }
         let is_list = LIST_CONFIGS.contains(&name.as_str());
         match *op {
             OP_SET => {
                 let Some(value) = value else {
-                    return Err((ErrorCode::InvalidRequest, format!("Null value not supported for: {name}")));
+                    return Err((
+                        ErrorCode::InvalidRequest,
+                        format!("Null value not supported for: {name}"),
+                    ));
                 };
                 overrides.insert(name.clone(), value.clone());
             }
@@ -58,7 +64,13 @@ fn apply_ops(
                     .map(|s| s.trim().to_string())
                     .filter(|s| !s.is_empty())
                     .collect();
-                for item in value.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                for item in value
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
                     if *op == OP_APPEND {
                         if !items.iter().any(|i| i == item) {
                             items.push(item.to_string());
@@ -75,7 +87,12 @@ fn apply_ops(
                     format!("Config value append/subtract is not allowed for config key {name}"),
                 ))
             }
-            other => return Err((ErrorCode::InvalidRequest, format!("Unknown config operation {other}"))),
+            other => {
+                return Err((
+                    ErrorCode::InvalidRequest,
+                    format!("Unknown config operation {other}"),
+                ))
+            }
         }
     }
     validate_topic_configs(shard, &overrides).map_err(|m| (ErrorCode::InvalidConfig, m))?;
@@ -83,7 +100,11 @@ fn apply_ops(
 }
 
 /// Handles IncrementalAlterConfigs.
-pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: IncrementalAlterConfigsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let mut outcomes: Vec<Result<(), (ErrorCode, String)>> = Vec::new();
@@ -94,7 +115,13 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
         let ops: Vec<(String, i8, Option<String>)> = resource
             .configs
             .iter()
-            .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
             .collect();
         let outcome = match resource.resource_type {
             RESOURCE_TOPIC => match catalog.topics.get(&name) {

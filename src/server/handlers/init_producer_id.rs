@@ -11,7 +11,11 @@ use crate::server::errors::ErrorCode;
 use crate::server::shard::Shard;
 
 /// Handles InitProducerId.
-pub fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: InitProducerIdRequest = ctx.decode(&mut body)?;
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))

@@ -16,7 +16,11 @@ use crate::server::messages::{ListOffsetsPart, ListOffsetsResult};
 use crate::server::shard::Shard;
 
 /// Handles ListOffsets.
-pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: ListOffsetsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let mut parts = Vec::new();
@@ -78,7 +82,11 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
                         },
                     };
                     // The leader epoch field exists from v4.
-                    let leader_epoch = if ctx.version >= 4 && r.error_code == 0 && r.offset >= 0 { 0 } else { -1 };
+                    let leader_epoch = if ctx.version >= 4 && r.error_code == 0 && r.offset >= 0 {
+                        0
+                    } else {
+                        -1
+                    };
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(r.error_code)

@@ -78,7 +78,11 @@ fn error_entry(name: Option<&str>, code: ErrorCode) -> MetadataResponseTopic {
 }
 
 /// Handles Metadata.
-pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: MetadataRequest = ctx.decode(&mut body)?;
     // v0: an empty list means all topics; v1+: null means all topics.
     let wanted = match &request.topics {
@@ -118,8 +122,9 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result
                     }
                     None => match catalog.by_id(t.topic_id.as_bytes()) {
                         Some(meta) => topic_entry(shard, meta),
-                        None => error_entry(None, ErrorCode::UnknownTopicId)
-                            .with_topic_id(t.topic_id),
+                        None => {
+                            error_entry(None, ErrorCode::UnknownTopicId).with_topic_id(t.topic_id)
+                        }
                     },
                 })
                 .collect()

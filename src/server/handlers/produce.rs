@@ -15,7 +15,11 @@ use crate::server::messages::{ProducePart, ProduceResult};
 use crate::server::shard::Shard;
 
 /// Handles Produce.
-pub async fn handle(shard: &Rc<Shard>, ctx: &Context, mut body: Bytes) -> Result<Response, DispatchError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
     let request: ProduceRequest = ctx.decode(&mut body)?;
     let acks = request.acks;
     let names: Vec<String> = request

@@ -59,7 +59,11 @@ fn parse_args() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().ok_or_else(|| usage().to_string())?;
     if !["produce", "consume", "e2e"].contains(&mode.as_str()) {
-        return Err(if mode == "--help" || mode == "-h" { usage().to_string() } else { format!("unknown mode '{mode}'\n{}", usage()) });
+        return Err(if mode == "--help" || mode == "-h" {
+            usage().to_string()
+        } else {
+            format!("unknown mode '{mode}'\n{}", usage())
+        });
     }
     let mut o = Options {
         mode,
@@ -81,7 +85,10 @@ fn parse_args() -> Result<Options, String> {
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<u64>().map_err(|_| format!("{flag}: '{v}' is not a number"));
+        let num = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: '{v}' is not a number"))
+        };
         match flag.as_str() {
             "--bootstrap" => o.bootstrap = value()?,
             "--topic" => o.topic = value()?,
@@ -120,7 +127,9 @@ fn leaders(o: &Options) -> Result<Vec<String>, String> {
     let mut conn = Conn::open(&o.bootstrap)?;
     for attempt in 0..2 {
         let req = MetadataRequest::default()
-            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(name(&o.topic)))]))
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(name(&o.topic)))]))
             .with_allow_auto_topic_creation(false);
         let md: MetadataResponse = conn.call(ApiKey::Metadata, 4, &req)?;
         let brokers: HashMap<i32, String> = md
@@ -130,11 +139,20 @@ fn leaders(o: &Options) -> Result<Vec<String>, String> {
             .collect();
         let topic = md.topics.first().ok_or("empty metadata response")?;
         if topic.error_code == 0 && !topic.partitions.is_empty() {
-            let mut parts: Vec<_> = topic.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
+            let mut parts: Vec<_> = topic
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect();
             parts.sort();
             return parts
                 .into_iter()
-                .map(|(p, leader)| brokers.get(&leader).cloned().ok_or(format!("no leader for partition {p}")))
+                .map(|(p, leader)| {
+                    brokers
+                        .get(&leader)
+                        .cloned()
+                        .ok_or(format!("no leader for partition {p}"))
+                })
                 .collect();
         }
         if attempt == 0 {
@@ -157,7 +175,9 @@ fn leaders(o: &Options) -> Result<Vec<String>, String> {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The deterministic payload of a message.
@@ -180,7 +200,10 @@ fn verify(v: &[u8], size: usize) -> Option<(u32, u64, u64)> {
     let seq = u64::from_be_bytes(v[4..12].try_into().ok()?);
     let sent = u64::from_be_bytes(v[12..20].try_into().ok()?);
     let fill = (seq as u8) ^ (producer as u8);
-    v[HEADER_BYTES..].iter().all(|b| *b == fill).then_some((producer, seq, sent))
+    v[HEADER_BYTES..]
+        .iter()
+        .all(|b| *b == fill)
+        .then_some((producer, seq, sent))
 }
 
 #[derive(Default)]
@@ -214,16 +237,32 @@ fn histogram() -> Histogram<u64> {
 
 fn record_error(shared: &Shared, code: i16) {
     shared.counters.errors.fetch_add(1, Ordering::Relaxed);
-    *shared.error_codes.lock().expect("lock").entry(code).or_default() += 1;
+    *shared
+        .error_codes
+        .lock()
+        .expect("lock")
+        .entry(code)
+        .or_default() += 1;
 }
 
 /// One producer: builds a batch per partition round-robin, keeps up to 5
 /// requests in flight, measures ack latency per message.
 fn producer(o: Options, id: u32, leaders: Vec<String>, shared: Arc<Shared>) -> Result<(), String> {
-    let mut conns: HashMap<String, (Conn, mpsc::SyncSender<(i32, Vec<(i32, u64, u64, usize)>)>, std::thread::JoinHandle<()>)> = HashMap::new();
+    let mut conns: HashMap<
+        String,
+        (
+            Conn,
+            mpsc::SyncSender<(i32, Vec<(i32, u64, u64, usize)>)>,
+            std::thread::JoinHandle<()>,
+        ),
+    > = HashMap::new();
     let partitions = leaders.len() as i32;
     let per_batch = (o.batch_bytes / o.message_size).max(1);
-    let rate_per_producer = if o.rate > 0 { (o.rate as f64 / o.producers as f64).max(1.0) } else { 0.0 };
+    let rate_per_producer = if o.rate > 0 {
+        (o.rate as f64 / o.producers as f64).max(1.0)
+    } else {
+        0.0
+    };
     let started = Instant::now();
     let started_ns = now_ns();
     let mut sent_total: u64 = 0;
@@ -300,16 +339,19 @@ fn producer(o: Options, id: u32, leaders: Vec<String>, shared: Arc<Shared>) -> R
                 break;
             }
         }
-        let refs: Vec<(Option<&[u8]>, &[u8])> = records.iter().map(|r| (None, r.as_slice())).collect();
+        let refs: Vec<(Option<&[u8]>, &[u8])> =
+            records.iter().map(|r| (None, r.as_slice())).collect();
         let batch = build_batch(now_ns() as i64 / 1_000_000, None, &refs);
         let req = ProduceRequest::default()
             .with_acks(o.acks)
             .with_timeout_ms(30_000)
             .with_topic_data(vec![produce_request::TopicProduceData::default()
                 .with_name(name(&o.topic))
-                .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(Bytes::from(batch)))])]);
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(Bytes::from(batch))),
+                ])]);
         let (conn, tx, _) = conns.get_mut(addr).expect("connection");
         let corr = conn.send(ApiKey::Produce, 7, &req)?;
         if tx.send((corr, meta)).is_err() {
@@ -324,7 +366,13 @@ fn producer(o: Options, id: u32, leaders: Vec<String>, shared: Arc<Shared>) -> R
     Ok(())
 }
 
-fn record_acks(shared: &Shared, producer: u32, msgs: &[(i32, u64, u64, usize)], now: u64, code: i16) {
+fn record_acks(
+    shared: &Shared,
+    producer: u32,
+    msgs: &[(i32, u64, u64, usize)],
+    now: u64,
+    code: i16,
+) {
     if code != 0 {
         record_error(shared, code);
         return;
@@ -336,7 +384,10 @@ fn record_acks(shared: &Shared, producer: u32, msgs: &[(i32, u64, u64, usize)], 
         if measuring {
             let _ = hist.record((now.saturating_sub(*sent) / 1000).max(1));
             shared.counters.produced.fetch_add(1, Ordering::Relaxed);
-            shared.counters.produced_bytes.fetch_add(*size as u64, Ordering::Relaxed);
+            shared
+                .counters
+                .produced_bytes
+                .fetch_add(*size as u64, Ordering::Relaxed);
         }
         let e = acked.entry((producer, *partition)).or_default();
         *e = (*e).max(seq + 1);
@@ -345,41 +396,63 @@ fn record_acks(shared: &Shared, producer: u32, msgs: &[(i32, u64, u64, usize)], 
 
 /// One consumer: fetches its partitions (p % consumers == id) from the
 /// start offset, verifies and times every message.
-fn consumer(o: Options, id: usize, leaders: Vec<String>, start_latest: bool, shared: Arc<Shared>) -> Result<(), String> {
-    let mine: Vec<i32> = (0..leaders.len() as i32).filter(|p| (*p as usize) % o.consumers.max(1) == id).collect();
+fn consumer(
+    o: Options,
+    id: usize,
+    leaders: Vec<String>,
+    start_latest: bool,
+    shared: Arc<Shared>,
+) -> Result<(), String> {
+    let mine: Vec<i32> = (0..leaders.len() as i32)
+        .filter(|p| (*p as usize) % o.consumers.max(1) == id)
+        .collect();
     if mine.is_empty() {
         return Ok(());
     }
     let mut by_leader: HashMap<String, Vec<i32>> = HashMap::new();
     for p in &mine {
-        by_leader.entry(leaders[*p as usize].clone()).or_default().push(*p);
+        by_leader
+            .entry(leaders[*p as usize].clone())
+            .or_default()
+            .push(*p);
     }
     let mut handles = Vec::new();
     for (addr, parts) in by_leader {
         let o = o.clone();
         let shared = shared.clone();
-        handles.push(std::thread::spawn(move || fetch_loop(o, addr, parts, start_latest, shared)));
+        handles.push(std::thread::spawn(move || {
+            fetch_loop(o, addr, parts, start_latest, shared)
+        }));
     }
     for h in handles {
-        h.join().map_err(|_| "consumer thread panicked".to_string())??;
+        h.join()
+            .map_err(|_| "consumer thread panicked".to_string())??;
     }
     Ok(())
 }
 
-fn fetch_loop(o: Options, addr: String, parts: Vec<i32>, start_latest: bool, shared: Arc<Shared>) -> Result<(), String> {
+fn fetch_loop(
+    o: Options,
+    addr: String,
+    parts: Vec<i32>,
+    start_latest: bool,
+    shared: Arc<Shared>,
+) -> Result<(), String> {
     let mut conn = Conn::open(&addr)?;
-    let list = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-        list_offsets_request::ListOffsetsTopic::default().with_name(name(&o.topic)).with_partitions(
-            parts
-                .iter()
-                .map(|p| {
-                    list_offsets_request::ListOffsetsPartition::default()
-                        .with_partition_index(*p)
-                        .with_timestamp(if start_latest { -1 } else { -2 })
-                })
-                .collect(),
-        ),
-    ]);
+    let list = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(name(&o.topic))
+            .with_partitions(
+                parts
+                    .iter()
+                    .map(|p| {
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(*p)
+                            .with_timestamp(if start_latest { -1 } else { -2 })
+                    })
+                    .collect(),
+            )]);
     let offsets: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 1, &list)?;
     let mut next: HashMap<i32, i64> = HashMap::new();
     for t in offsets.topics {
@@ -389,7 +462,9 @@ fn fetch_loop(o: Options, addr: String, parts: Vec<i32>, start_latest: bool, sha
     }
     let drain_until = Arc::new(Mutex::new(None::<Instant>));
     loop {
-        if shared.producers_done.load(Ordering::Relaxed) || (shared.stop.load(Ordering::Relaxed) && o.mode == "consume") {
+        if shared.producers_done.load(Ordering::Relaxed)
+            || (shared.stop.load(Ordering::Relaxed) && o.mode == "consume")
+        {
             let mut d = drain_until.lock().expect("lock");
             let deadline = *d.get_or_insert_with(|| Instant::now() + Duration::from_secs(10));
             if Instant::now() >= deadline || caught_up(&shared, &parts) {
@@ -402,17 +477,19 @@ fn fetch_loop(o: Options, addr: String, parts: Vec<i32>, start_latest: bool, sha
             .with_min_bytes(1)
             .with_max_bytes(32 << 20)
             .with_session_epoch(-1)
-            .with_topics(vec![fetch_request::FetchTopic::default().with_topic(name(&o.topic)).with_partitions(
-                parts
-                    .iter()
-                    .map(|p| {
-                        fetch_request::FetchPartition::default()
-                            .with_partition(*p)
-                            .with_fetch_offset(next[p])
-                            .with_partition_max_bytes(8 << 20)
-                    })
-                    .collect(),
-            )]);
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(name(&o.topic))
+                .with_partitions(
+                    parts
+                        .iter()
+                        .map(|p| {
+                            fetch_request::FetchPartition::default()
+                                .with_partition(*p)
+                                .with_fetch_offset(next[p])
+                                .with_partition_max_bytes(8 << 20)
+                        })
+                        .collect(),
+                )]);
         let resp: FetchResponse = conn.call(ApiKey::Fetch, 11, &req)?;
         if resp.error_code != 0 {
             record_error(&shared, resp.error_code);
@@ -429,14 +506,17 @@ fn fetch_loop(o: Options, addr: String, parts: Vec<i32>, start_latest: bool, sha
                 let Some(records) = p.records else { continue };
                 let mut pos = 0usize;
                 while records.len() >= pos + BATCH_HEADER_LEN {
-                    let Ok(header) = parse_header(&records[pos..]) else { break };
+                    let Ok(header) = parse_header(&records[pos..]) else {
+                        break;
+                    };
                     let total = header.total_len();
                     if records.len() < pos + total {
                         break; // partial trailing batch: fetch it again
                     }
                     let mut one = records.slice(pos..pos + total);
                     pos += total;
-                    let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut one) else {
+                    let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut one)
+                    else {
                         shared.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
@@ -453,7 +533,8 @@ fn fetch_loop(o: Options, addr: String, parts: Vec<i32>, start_latest: bool, sha
                                 shared.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                             }
                             Some((producer, seq, sent)) => {
-                                let expected = seen.entry((producer, p.partition_index)).or_insert(seq);
+                                let expected =
+                                    seen.entry((producer, p.partition_index)).or_insert(seq);
                                 if seq != *expected {
                                     shared.counters.out_of_order.fetch_add(1, Ordering::Relaxed);
                                 }
@@ -461,7 +542,10 @@ fn fetch_loop(o: Options, addr: String, parts: Vec<i32>, start_latest: bool, sha
                                 if measuring {
                                     let _ = e2e.record((now.saturating_sub(sent) / 1000).max(1));
                                     shared.counters.consumed.fetch_add(1, Ordering::Relaxed);
-                                    shared.counters.consumed_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
+                                    shared
+                                        .counters
+                                        .consumed_bytes
+                                        .fetch_add(value.len() as u64, Ordering::Relaxed);
                                 }
                             }
                         }
@@ -498,7 +582,11 @@ fn hgrm(h: &Histogram<u64>) -> String {
     let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
     for v in h.iter_quantiles(5) {
         let q = v.quantile_iterated_to();
-        let inv = if q < 1.0 { format!("{:.2}", 1.0 / (1.0 - q)) } else { "inf".into() };
+        let inv = if q < 1.0 {
+            format!("{:.2}", 1.0 / (1.0 - q))
+        } else {
+            "inf".into()
+        };
         out.push_str(&format!(
             "{:12.3} {:14.12} {:10} {:>14}\n",
             v.value_iterated_to() as f64 / 1000.0,
@@ -534,7 +622,10 @@ fn svg(series: &[(&str, &Histogram<u64>, &str)], title: &str) -> String {
          <rect width='100%' height='100%' fill='white'/><text x='{}' y='24' font-size='16' text-anchor='middle'>{title}</text>",
         w / 2.0
     );
-    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"].iter().enumerate() {
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"]
+        .iter()
+        .enumerate()
+    {
         let q = 1.0 - 10f64.powi(-(i as i32));
         let xi = x(if i == 0 { 0.0 } else { q });
         s.push_str(&format!(
@@ -566,9 +657,18 @@ fn svg(series: &[(&str, &Histogram<u64>, &str)], title: &str) -> String {
         }
         let points: Vec<String> = hist
             .iter_quantiles(10)
-            .map(|v| format!("{:.1},{:.1}", x(v.quantile_iterated_to()), y(v.value_iterated_to() as f64 / 1000.0)))
+            .map(|v| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(v.quantile_iterated_to()),
+                    y(v.value_iterated_to() as f64 / 1000.0)
+                )
+            })
             .collect();
-        s.push_str(&format!("<polyline fill='none' stroke='{color}' stroke-width='2' points='{}'/>", points.join(" ")));
+        s.push_str(&format!(
+            "<polyline fill='none' stroke='{color}' stroke-width='2' points='{}'/>",
+            points.join(" ")
+        ));
         s.push_str(&format!(
             "<rect x='{}' y='{}' width='12' height='12' fill='{color}'/><text x='{}' y='{}'>{label}</text>",
             left + 10.0,
@@ -623,14 +723,25 @@ fn run(o: Options) -> Result<bool, String> {
         leaders.len(),
         o.message_size,
         o.acks,
-        if o.rate == 0 { "flat out".to_string() } else { format!("{}/s", o.rate) }
+        if o.rate == 0 {
+            "flat out".to_string()
+        } else {
+            format!("{}/s", o.rate)
+        }
     );
-    println!("{:>6} {:>12} {:>10} {:>12} {:>10} {:>8}", "sec", "prod msg/s", "MB/s", "cons msg/s", "MB/s", "errors");
+    println!(
+        "{:>6} {:>12} {:>10} {:>12} {:>10} {:>8}",
+        "sec", "prod msg/s", "MB/s", "cons msg/s", "MB/s", "errors"
+    );
     let start = Instant::now();
     let end = start + o.warmup + o.duration;
     let mut last = (0u64, 0u64, 0u64, 0u64);
     let mut second = 0;
-    let mut measured_from = if o.warmup.is_zero() { Some(Instant::now()) } else { None };
+    let mut measured_from = if o.warmup.is_zero() {
+        Some(Instant::now())
+    } else {
+        None
+    };
     while Instant::now() < end {
         std::thread::sleep(Duration::from_secs(1));
         second += 1;
@@ -653,11 +764,17 @@ fn run(o: Options) -> Result<bool, String> {
             now.2 - last.2,
             (now.3 - last.3) as f64 / 1e6,
             c.errors.load(Ordering::Relaxed),
-            if shared.measuring.load(Ordering::Relaxed) { "" } else { "  (warmup)" }
+            if shared.measuring.load(Ordering::Relaxed) {
+                ""
+            } else {
+                "  (warmup)"
+            }
         );
         last = now;
     }
-    let elapsed = measured_from.map_or(o.duration, |t| t.elapsed()).as_secs_f64();
+    let elapsed = measured_from
+        .map_or(o.duration, |t| t.elapsed())
+        .as_secs_f64();
     shared.stop.store(true, Ordering::Relaxed);
     // Producers first: their last acknowledgements decide what consumers
     // must still read before they stop.
@@ -696,8 +813,14 @@ fn run(o: Options) -> Result<bool, String> {
             c.consumed_bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6
         );
     }
-    println!("{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency (ms)", "p50", "p90", "p99", "p99.9", "p99.99", "max");
-    for (label, h, on) in [("produce ack", &ack, produce), ("end to end", &e2e, o.mode == "e2e")] {
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "latency (ms)", "p50", "p90", "p99", "p99.9", "p99.99", "max"
+    );
+    for (label, h, on) in [
+        ("produce ack", &ack, produce),
+        ("end to end", &e2e, o.mode == "e2e"),
+    ] {
         if on && !h.is_empty() {
             let p = percentiles(h);
             println!(
@@ -718,7 +841,10 @@ fn run(o: Options) -> Result<bool, String> {
     let errors = c.errors.load(Ordering::Relaxed);
     let corrupt = c.corrupt.load(Ordering::Relaxed);
     let disorder = c.out_of_order.load(Ordering::Relaxed);
-    println!("errors {errors} {:?}, corrupt {corrupt}, out of order {disorder}, lost {lost}", shared.error_codes.lock().expect("lock"));
+    println!(
+        "errors {errors} {:?}, corrupt {corrupt}, out of order {disorder}, lost {lost}",
+        shared.error_codes.lock().expect("lock")
+    );
     if let Some(path) = &o.hgrm {
         let mut text = String::new();
         if produce && !ack.is_empty() {
@@ -744,7 +870,11 @@ fn run(o: Options) -> Result<bool, String> {
             "e2e_ms": percentiles(&e2e).into_iter().collect::<HashMap<_, _>>(),
             "errors": errors, "corrupt": corrupt, "out_of_order": disorder, "lost": lost,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&summary).unwrap_or_default()).map_err(|e| format!("{path}: {e}"))?;
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&summary).unwrap_or_default(),
+        )
+        .map_err(|e| format!("{path}: {e}"))?;
     }
     if let Some(path) = &o.plot {
         let mut series = Vec::new();
@@ -754,8 +884,17 @@ fn run(o: Options) -> Result<bool, String> {
         if o.mode == "e2e" {
             series.push(("end to end", &e2e, "#d62728"));
         }
-        let title = format!("{} B, acks={}, {} partitions, {}", o.message_size, o.acks, leaders.len(),
-            if o.rate == 0 { "flat out".to_string() } else { format!("{} msg/s", o.rate) });
+        let title = format!(
+            "{} B, acks={}, {} partitions, {}",
+            o.message_size,
+            o.acks,
+            leaders.len(),
+            if o.rate == 0 {
+                "flat out".to_string()
+            } else {
+                format!("{} msg/s", o.rate)
+            }
+        );
         std::fs::write(path, svg(&series, &title)).map_err(|e| format!("{path}: {e}"))?;
     }
     Ok(errors == 0 && corrupt == 0 && lost == 0 && disorder == 0)

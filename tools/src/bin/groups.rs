@@ -42,19 +42,29 @@ fn parse_assignment(bytes: &[u8]) -> BTreeMap<String, Vec<i32>> {
 }
 
 fn list(client: &mut Conn) -> Result<(), String> {
-    let response: ListGroupsResponse = client.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())?;
+    let response: ListGroupsResponse =
+        client.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())?;
     if response.error_code != 0 {
-        return Err(format!("ListGroups failed with error {}", response.error_code));
+        return Err(format!(
+            "ListGroups failed with error {}",
+            response.error_code
+        ));
     }
     println!("{:<40} {:<20} {}", "GROUP", "STATE", "PROTOCOL-TYPE");
     for g in response.groups {
-        println!("{:<40} {:<20} {}", g.group_id.0.as_str(), g.group_state.as_str(), g.protocol_type.as_str());
+        println!(
+            "{:<40} {:<20} {}",
+            g.group_id.0.as_str(),
+            g.group_state.as_str(),
+            g.protocol_type.as_str()
+        );
     }
     Ok(())
 }
 
 fn describe(client: &mut Conn, group: &str) -> Result<(), String> {
-    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
     let described: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, 5, &request)?;
     let Some(d) = described.groups.into_iter().next() else {
         return Err("empty DescribeGroups response".into());
@@ -69,7 +79,11 @@ fn describe(client: &mut Conn, group: &str) -> Result<(), String> {
             for p in partitions {
                 owners.insert(
                     (topic.clone(), p),
-                    (m.member_id.to_string(), m.client_host.to_string(), m.client_id.to_string()),
+                    (
+                        m.member_id.to_string(),
+                        m.client_host.to_string(),
+                        m.client_id.to_string(),
+                    ),
                 );
             }
         }
@@ -81,7 +95,10 @@ fn describe(client: &mut Conn, group: &str) -> Result<(), String> {
     let mut rows: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for t in &committed.topics {
         for p in &t.partitions {
-            rows.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+            rows.insert(
+                (t.name.0.to_string(), p.partition_index),
+                p.committed_offset,
+            );
         }
     }
     for key in owners.keys() {
@@ -91,48 +108,84 @@ fn describe(client: &mut Conn, group: &str) -> Result<(), String> {
     for (t, p) in rows.keys() {
         by_topic.entry(t.clone()).or_default().push(*p);
     }
-    let list = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
-        by_topic
-            .iter()
-            .map(|(t, ps)| {
-                list_offsets_request::ListOffsetsTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(t.clone())))
-                    .with_partitions(
-                        ps.iter()
-                            .map(|p| {
-                                list_offsets_request::ListOffsetsPartition::default()
-                                    .with_partition_index(*p)
-                                    .with_timestamp(-1)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    );
+    let list = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(
+            by_topic
+                .iter()
+                .map(|(t, ps)| {
+                    list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.clone())))
+                        .with_partitions(
+                            ps.iter()
+                                .map(|p| {
+                                    list_offsets_request::ListOffsetsPartition::default()
+                                        .with_partition_index(*p)
+                                        .with_timestamp(-1)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
     let ends: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 5, &list)?;
     let mut end_of: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for t in &ends.topics {
         for p in &t.partitions {
-            end_of.insert((t.name.0.to_string(), p.partition_index), if p.error_code == 0 { p.offset } else { -1 });
+            end_of.insert(
+                (t.name.0.to_string(), p.partition_index),
+                if p.error_code == 0 { p.offset } else { -1 },
+            );
         }
     }
-    println!("Group {group}: state {}, protocol {}, {} member(s)", d.group_state.as_str(), d.protocol_data.as_str(), d.members.len());
+    println!(
+        "Group {group}: state {}, protocol {}, {} member(s)",
+        d.group_state.as_str(),
+        d.protocol_data.as_str(),
+        d.members.len()
+    );
     println!(
         "{:<30} {:<30} {:>9} {:>15} {:>15} {:>10}  {:<45} {:<16} {}",
-        "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID"
     );
     let mut total = 0i64;
     for ((topic, partition), current) in &rows {
-        let end = end_of.get(&(topic.clone(), *partition)).copied().unwrap_or(-1);
-        let lag = if *current >= 0 && end >= 0 { (end - current).max(0) } else { -1 };
+        let end = end_of
+            .get(&(topic.clone(), *partition))
+            .copied()
+            .unwrap_or(-1);
+        let lag = if *current >= 0 && end >= 0 {
+            (end - current).max(0)
+        } else {
+            -1
+        };
         if lag > 0 {
             total += lag;
         }
-        let (member, host, client) = owners.get(&(topic.clone(), *partition)).cloned().unwrap_or(("-".into(), "-".into(), "-".into()));
+        let (member, host, client) = owners
+            .get(&(topic.clone(), *partition))
+            .cloned()
+            .unwrap_or(("-".into(), "-".into(), "-".into()));
         let show = |v: i64| if v >= 0 { v.to_string() } else { "-".into() };
         println!(
             "{:<30} {:<30} {:>9} {:>15} {:>15} {:>10}  {:<45} {:<16} {}",
-            group, topic, partition, show(*current), show(end), show(lag), member, host, client
+            group,
+            topic,
+            partition,
+            show(*current),
+            show(end),
+            show(lag),
+            member,
+            host,
+            client
         );
     }
     println!("Total lag: {total}");
@@ -153,7 +206,9 @@ fn main() -> ExitCode {
                 }
             },
             "-h" | "--help" => {
-                println!("usage: ringbroker-groups [--bootstrap HOST:PORT] list | describe GROUP...");
+                println!(
+                    "usage: ringbroker-groups [--bootstrap HOST:PORT] list | describe GROUP..."
+                );
                 return ExitCode::SUCCESS;
             }
             _ => args.push(arg),
@@ -168,7 +223,9 @@ fn main() -> ExitCode {
     };
     let result = match args.first().map(String::as_str) {
         Some("list") => list(&mut client),
-        Some("describe") if args.len() > 1 => args[1..].iter().try_for_each(|g| describe(&mut client, g)),
+        Some("describe") if args.len() > 1 => {
+            args[1..].iter().try_for_each(|g| describe(&mut client, g))
+        }
         _ => {
             eprintln!("usage: ringbroker-groups [--bootstrap HOST:PORT] list | describe GROUP...");
             return ExitCode::from(2);

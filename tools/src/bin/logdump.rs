@@ -80,7 +80,10 @@ fn dump_log(path: &Path, records: bool) -> std::io::Result<()> {
     while position < len {
         let mut header = [0u8; BATCH_HEADER_LEN];
         if position + BATCH_HEADER_LEN as u64 > len {
-            println!("position {position}: {} trailing bytes (torn header)", len - position);
+            println!(
+                "position {position}: {} trailing bytes (torn header)",
+                len - position
+            );
             break;
         }
         file.read_exact_at(&mut header, position)?;
@@ -142,14 +145,20 @@ fn dump_log(path: &Path, records: bool) -> std::io::Result<()> {
 fn dump_index(path: &Path) -> std::io::Result<()> {
     let bytes = std::fs::read(path)?;
     let base = base_offset_of(path);
-    let invalid = |e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
+    let invalid = |e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+    };
     println!("Dumping {}", path.display());
     if path.extension().and_then(|e| e.to_str()) == Some("index") {
         let index = OffsetIndex::decode(base, &bytes).map_err(|e| invalid(&e))?;
         println!("{} entries, last {:?}", index.len(), index.last_entry());
     } else {
         let index = TimeIndex::decode(base, &bytes).map_err(|e| invalid(&e))?;
-        println!("{} entries, max timestamp {:?}", index.len(), index.max_timestamp());
+        println!(
+            "{} entries, max timestamp {:?}",
+            index.len(),
+            index.max_timestamp()
+        );
     }
     Ok(())
 }
