@@ -190,7 +190,9 @@ pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes, client_host: &str) -> 
         ApiKey::DescribeGroups => handlers::groups::describe_groups(shard, &ctx, body).await,
         ApiKey::DeleteGroups => handlers::groups::delete_groups(shard, &ctx, body).await,
         ApiKey::OffsetDelete => handlers::groups::offset_delete(shard, &ctx, body).await,
-        _ => unreachable!("every API in SUPPORTED_APIS has a handler"),
+        // Versions are checked against SUPPORTED_APIS above, and every API
+        // listed there has a handler; anything else closes the connection.
+        other => Err(DispatchError::Encode(format!("no handler for {other:?}"))),
     };
     match result {
         Ok(response) => response,

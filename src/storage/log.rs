@@ -309,7 +309,14 @@ impl PartitionLog {
         };
         let base_offset = self.next_offset;
         for (header, range) in headers {
-            self.append_batch(&header, &records[range], now_ms, log_append_time_ms);
+            if let Err(reason) =
+                self.append_batch(&header, &records[range], now_ms, log_append_time_ms)
+            {
+                // A broken invariant, not bad input: stop the partition
+                // rather than acknowledge part of a request.
+                self.fail(reason.clone());
+                return Err(AppendError::StorageFailed(reason));
+            }
         }
         Ok(Appended {
             base_offset,
@@ -368,7 +375,14 @@ impl PartitionLog {
         bytes: &[u8],
         now_ms: i64,
         log_append_time_ms: i64,
-    ) {
+    ) -> Result<(), String> {
+        if header.last_offset_delta < 0 {
+            // Validation refuses such batches; never let one move offsets back.
+            return Err(format!(
+                "batch with last offset delta {}",
+                header.last_offset_delta
+            ));
+        }
         let len = bytes.len() as u64;
         self.unsynced_bytes += len;
         if self.unsynced_bytes >= crate::limits::UNSYNCED_BYTES_PER_PARTITION_MAX {
@@ -385,15 +399,13 @@ impl PartitionLog {
         } else {
             header.max_timestamp
         };
-        let segment = self
-            .segments
-            .back_mut()
-            .expect("a log always has an active segment");
+        let Some(segment) = self.segments.back_mut() else {
+            return Err("the log has no active segment".into());
+        };
         let position = segment.size;
-        let file = segment
-            .write_file
-            .clone()
-            .expect("append opened the active segment's write handle");
+        let Some(file) = segment.write_file.clone() else {
+            return Err("the active segment has no write handle".into());
+        };
         segment.bytes_since_index += len;
         if should_index(segment.bytes_since_index, self.config.index_interval_bytes)
             && position <= u64::from(u32::MAX)
@@ -455,12 +467,14 @@ impl PartitionLog {
                 },
             );
         }
-        assert!(last_offset >= base_offset && last_offset + 1 > self.next_offset);
         self.next_offset = last_offset + 1;
+        Ok(())
     }
 
     fn should_roll(&self, incoming: u64, now_ms: i64) -> bool {
-        let active = self.segments.back().expect("active segment");
+        let Some(active) = self.segments.back() else {
+            return false;
+        };
         !active.is_empty()
             && (active.size + incoming > self.config.segment_bytes
                 || now_ms - active.created_ms >= self.config.segment_ms
@@ -477,7 +491,10 @@ impl PartitionLog {
             .and_then(|mut s| s.writer(mode, step).map(|_| s))
         {
             Ok(new_segment) => {
-                let old = self.segments.back_mut().expect("active segment");
+                let Some(old) = self.segments.back_mut() else {
+                    self.segments.push_back(new_segment);
+                    return;
+                };
                 let (index_path, time_path) = old.index_paths();
                 let mut files = vec![
                     (index_path, old.index.encode()),
