@@ -56,6 +56,12 @@ fi
 PYTHON="$VENV/bin/python"
 [ -x "$PYTHON" ] || PYTHON=python3
 
+phase "cargo fmt --check"
+if ! cargo fmt --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    rustup component add rustfmt
+fi
+cargo fmt --all -- --check
+
 phase "cargo build --release"
 cargo build --release --workspace --locked
 
