@@ -91,8 +91,20 @@ fn index_lookup(c: &mut Criterion) {
     });
 }
 
+/// Two pinned shards for the round-trip benches.
+fn two_shards(spin_before_park: Duration) -> ringbroker_shards::RuntimeOptions {
+    ringbroker_shards::RuntimeOptions {
+        shard_count: 2,
+        name: "bench".into(),
+        io_memory_bytes: 1 << 20,
+        preempt_timer: Duration::from_millis(5),
+        blocking_threads: 1,
+        spin_before_park,
+    }
+}
+
 fn cross_shard(c: &mut Criterion) {
-    use ringbroker_shards::{envelope, run_shards, Envelope, Mesh, RuntimeOptions, ShardId};
+    use ringbroker_shards::{envelope, run_shards, Envelope, Mesh, ShardId};
     type Msg = Envelope<u64, u64>;
     for spin_us in [0u64, 50] {
         c.bench_function(
@@ -103,14 +115,7 @@ fn cross_shard(c: &mut Criterion) {
                         Mesh::<Msg>::new(2, 1024).into_endpoints(),
                     ));
                     let elapsed = std::sync::Arc::new(std::sync::Mutex::new(Duration::ZERO));
-                    let options = RuntimeOptions {
-                        shard_count: 2,
-                        name: "bench".into(),
-                        io_memory_bytes: 1 << 20,
-                        preempt_timer: Duration::from_millis(5),
-                        blocking_threads: 1,
-                        spin_before_park: Duration::from_micros(spin_us),
-                    };
+                    let options = two_shards(Duration::from_micros(spin_us));
                     let (e, out) = (endpoints.clone(), elapsed.clone());
                     run_shards(&options, move |shard: ShardId| {
                         let endpoint = e.lock().expect("lock")[shard.0].take().expect("endpoint");
@@ -150,7 +155,7 @@ fn cross_shard(c: &mut Criterion) {
 /// the flume mesh the broker uses.
 fn cross_shard_glommio(c: &mut Criterion) {
     use glommio::channels::shared_channel;
-    use ringbroker_shards::{run_shards, RuntimeOptions, ShardId};
+    use ringbroker_shards::{run_shards, ShardId};
     c.bench_function("cross-shard round trip over glommio shared channels", |b| {
         b.iter_custom(|iters| {
             let (req_tx, req_rx) = shared_channel::new_bounded::<u64>(1024);
@@ -160,14 +165,7 @@ fn cross_shard_glommio(c: &mut Criterion) {
                 Some((req_rx, rep_tx)),
             )));
             let elapsed = std::sync::Arc::new(std::sync::Mutex::new(Duration::ZERO));
-            let options = RuntimeOptions {
-                shard_count: 2,
-                name: "bench".into(),
-                io_memory_bytes: 1 << 20,
-                preempt_timer: Duration::from_millis(5),
-                blocking_threads: 1,
-                spin_before_park: Duration::ZERO,
-            };
+            let options = two_shards(Duration::ZERO);
             let out = elapsed.clone();
             run_shards(&options, move |shard: ShardId| {
                 let mine = {

@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. scripts/common.sh
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
@@ -39,14 +40,7 @@ DATA="$BENCH_DIR/data"
     --override log.retention.check.interval.ms=10000 > "$OUT/broker.log" 2>&1 &
 BROKER=$!
 trap 'kill $BROKER 2>/dev/null || true; wait $BROKER 2>/dev/null || true; rm -rf "$DATA"' EXIT
-for _ in $(seq 100); do
-    (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.1
-done
-
-cpu_seconds() {  # utime + stime of the broker, in seconds
-    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$BROKER/stat"
-}
+wait_for_port "$PORT"
 
 BENCH="$ROOT/target/release/ringbroker-bench"
 printf "%-6s %-5s %-4s %-10s %12s %9s %9s %9s %9s %9s %9s %10s %8s\n" \
@@ -61,15 +55,15 @@ run() {  # size acks partitions rate
         # Broker CPU per GB: produce only (no consumers), then a caught-up
         # consumer reading the topic from the start (fetch only).
         local b a
-        b=$(cpu_seconds)
+        b=$(cpu_seconds "$BROKER")
         "$BENCH" produce --bootstrap "127.0.0.1:$PORT" --topic "$topic" --partitions "$parts" --message-size "$size" \
             --acks "$acks" --duration 5 --warmup 0 --json "$OUT/$topic.produce.json" > "$OUT/$topic.produce.txt" 2>&1 || true
-        a=$(cpu_seconds)
+        a=$(cpu_seconds "$BROKER")
         pcpu=$(python3 -c "import json;j=json.load(open('$OUT/$topic.produce.json'));print(round(($a-$b)/(j['produced']*$size/1e9),3))")
-        b=$(cpu_seconds)
+        b=$(cpu_seconds "$BROKER")
         "$BENCH" consume --bootstrap "127.0.0.1:$PORT" --topic "$topic" --message-size "$size" --duration 5 --warmup 0 \
             --json "$OUT/$topic.consume.json" > "$OUT/$topic.consume.txt" 2>&1 || true
-        a=$(cpu_seconds)
+        a=$(cpu_seconds "$BROKER")
         ccpu=$(python3 -c "import json;j=json.load(open('$OUT/$topic.consume.json'));print(round(($a-$b)/max(j['consumed']*$size/1e9,1e-9),3))")
     fi
     python3 - "$json" "$FIO_MBS" "$size" "$acks" "$parts" "$rate" "$pcpu" "$ccpu" <<'PY'

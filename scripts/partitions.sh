@@ -4,6 +4,7 @@
 # serves again; prints open file descriptors and resident memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/common.sh
 PARTITIONS=${PARTITIONS:-10000}
 SHARDS=${SHARDS:-$(nproc)}
 DIR=$(mktemp -d "$PWD/target/partitions.XXXXXX")
@@ -12,11 +13,7 @@ cargo build --release --workspace --locked 2>&1 | tail -1
 start_broker() {
     ./target/release/ringbroker --listen "127.0.0.1:$PORT" --data-dir "$DIR/data" --shards "$SHARDS" >> "$DIR/broker.log" 2>&1 &
     BROKER=$!
-    local t0=$SECONDS
-    until (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
-        sleep 0.05
-        [ $((SECONDS - t0)) -lt 120 ] || { echo "broker did not start"; exit 1; }
-    done
+    wait_for_port "$PORT" 120
 }
 trap 'kill $BROKER 2>/dev/null || true; wait $BROKER 2>/dev/null || true; rm -rf "$DIR/data"' EXIT
 start_broker

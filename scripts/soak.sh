@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. scripts/common.sh
 DURATION=${DURATION:-600}
 SHARDS=${SHARDS:-$(nproc)}
 WORK=$(mktemp -d "$ROOT/target/soak.XXXXXX")
@@ -24,7 +25,7 @@ cargo build --release --workspace --locked 2>&1 | tail -1
     --override log.retention.bytes=1073741824 --override log.segment.bytes=134217728 \
     --override log.retention.check.interval.ms=10000 > "$WORK/broker.log" 2>&1 &
 BROKER=$!
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+wait_for_port "$PORT"
 
 "$ROOT/target/release/ringbroker-bench" e2e --bootstrap "127.0.0.1:$PORT" --topic soak --partitions 8 \
     --message-size 1024 --acks all --duration "$DURATION" --warmup 0 --json "$WORK/soak.json" \

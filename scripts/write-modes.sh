@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. scripts/common.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
 SHARDS=${SHARDS:-$(nproc)}
@@ -30,10 +31,6 @@ trap cleanup EXIT
 cargo build --release --workspace --locked 2>&1 | tail -1
 BENCH="$ROOT/target/release/ringbroker-bench"
 
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$BROKER/stat"
-}
-
 run_mode() {  # name mode preallocate round
     local name=$1 mode=$2 prealloc=$3 round=$4 port=$((20000 + RANDOM % 20000))
     rm -rf "$WORK/data"
@@ -41,12 +38,12 @@ run_mode() {  # name mode preallocate round
         --override "ringbroker.log.write.mode=$mode" --override "log.preallocate=$prealloc" \
         --override log.segment.bytes=268435456 > "$WORK/broker-$name-$round.log" 2>&1 &
     BROKER=$!
-    for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    wait_for_port "$port"
     local b a
-    b=$(cpu_seconds)
+    b=$(cpu_seconds "$BROKER")
     "$BENCH" produce --bootstrap "127.0.0.1:$port" --topic flat --partitions 8 --message-size 1024 --acks all \
         --duration "$DURATION" --warmup 0 --json "$WORK/$name-$round-flat.json" > "$WORK/$name-$round-flat.txt" 2>&1
-    a=$(cpu_seconds)
+    a=$(cpu_seconds "$BROKER")
     if [ -z "$RATE" ]; then
         RATE=$(python3 -c "import json;print(int(json.load(open('$WORK/$name-$round-flat.json'))['produce_msgs_per_s']/2))")
         echo "paced runs: $RATE msgs/s (half of the first flat-out run)"

@@ -290,22 +290,7 @@ pub enum GroupCall {
     /// JoinGroup.
     Join(JoinArgs),
     /// SyncGroup.
-    Sync {
-        /// Group id.
-        group: String,
-        /// Generation.
-        generation: i32,
-        /// Member id.
-        member_id: String,
-        /// Static instance id.
-        instance_id: Option<String>,
-        /// Protocol type (v5).
-        protocol_type: Option<String>,
-        /// Protocol name (v5).
-        protocol: Option<String>,
-        /// The leader's assignments.
-        assignments: Vec<(String, Bytes)>,
-    },
+    Sync(SyncArgs),
     /// Heartbeat.
     Heartbeat {
         /// Group id.
@@ -606,27 +591,7 @@ async fn persist_group(shard: &Rc<Shard>, group: &str) {
 pub async fn handle(shard: &Rc<Shard>, call: GroupCall) -> GroupReply {
     match call {
         GroupCall::Join(args) => GroupReply::Join(join(shard, args).await),
-        GroupCall::Sync {
-            group,
-            generation,
-            member_id,
-            instance_id,
-            protocol_type,
-            protocol,
-            assignments,
-        } => {
-            sync(
-                shard,
-                group,
-                generation,
-                member_id,
-                instance_id,
-                protocol_type,
-                protocol,
-                assignments,
-            )
-            .await
-        }
+        GroupCall::Sync(args) => sync(shard, args).await,
         GroupCall::Heartbeat {
             group,
             generation,
@@ -655,6 +620,24 @@ pub async fn handle(shard: &Rc<Shard>, call: GroupCall) -> GroupReply {
             offset_delete(shard, group, partitions).await
         }
     }
+}
+
+/// A SyncGroup request.
+pub struct SyncArgs {
+    /// Group id.
+    pub group: String,
+    /// Generation.
+    pub generation: i32,
+    /// Member id.
+    pub member_id: String,
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// Protocol type (v5).
+    pub protocol_type: Option<String>,
+    /// Protocol name (v5).
+    pub protocol: Option<String>,
+    /// The leader's assignments.
+    pub assignments: Vec<(String, Bytes)>,
 }
 
 /// A JoinGroup request.
@@ -1024,18 +1007,17 @@ fn check_member(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 #[allow(clippy::await_holding_refcell_ref)] // the table is released with drop() before every await
-async fn sync(
-    shard: &Rc<Shard>,
-    name: String,
-    generation: i32,
-    member_id: String,
-    instance_id: Option<String>,
-    protocol_type: Option<String>,
-    protocol: Option<String>,
-    assignments: Vec<(String, Bytes)>,
-) -> GroupReply {
+async fn sync(shard: &Rc<Shard>, a: SyncArgs) -> GroupReply {
+    let SyncArgs {
+        group: name,
+        generation,
+        member_id,
+        instance_id,
+        protocol_type,
+        protocol,
+        assignments,
+    } = a;
     let error = |code| GroupReply::Sync(code, Bytes::new(), None, None);
     let changed = {
         let mut groups = shard.groups.groups.borrow_mut();

@@ -306,20 +306,27 @@ mod tests {
             .expect("join");
     }
 
+    /// An empty segment file in a new temporary directory (kept alive by
+    /// the returned guard).
+    fn segment_file() -> (tempfile::TempDir, std::path::PathBuf, File) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("00000000000000000000.log");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create");
+        (dir, path, file)
+    }
+
     /// Appends of odd sizes in direct mode leave exactly the appended bytes
     /// before the padding, across reopenings; sealing cuts the padding.
     #[test]
     fn direct_writes_rewrite_the_tail_block_and_seal_cuts_padding() {
         on_executor(|| async {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let path = dir.path().join("00000000000000000000.log");
-            let read = File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .expect("create");
+            let (_dir, path, read) = segment_file();
             let mut expected = Vec::new();
             let mut size = 0u64;
             for round in 0..3u8 {
@@ -356,15 +363,7 @@ mod tests {
     #[test]
     fn buffered_preallocation_keeps_the_size_and_seal_trims() {
         on_executor(|| async {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let path = dir.path().join("00000000000000000000.log");
-            let read = File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .expect("create");
+            let (_dir, path, read) = segment_file();
             let writer = SegmentWriter::open(WriteMode::Buffered, path.clone(), &read, 0, 1 << 20)
                 .expect("open");
             writer.write_at(vec![7u8; 1000], 0).await.expect("write");

@@ -9,7 +9,7 @@ use kafka_protocol::messages::*;
 
 use super::{str_bytes, topic_name};
 use crate::groups::codes::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID};
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{GroupCall, GroupReply, SyncArgs};
 use crate::server::dispatch::{Context, DispatchError, Response};
 use crate::server::errors::ErrorCode;
 use crate::server::shard::Shard;
@@ -163,7 +163,7 @@ pub async fn sync_group(
 ) -> Result<Response, DispatchError> {
     let r: SyncGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
-    let request = GroupCall::Sync {
+    let request = GroupCall::Sync(SyncArgs {
         group: group.clone(),
         generation: r.generation_id,
         member_id: r.member_id.to_string(),
@@ -175,7 +175,7 @@ pub async fn sync_group(
             .iter()
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
-    };
+    });
     let (code, assignment, protocol_type, protocol) = match call(shard, &group, request).await {
         Some(GroupReply::Sync(code, assignment, t, p)) => (code, assignment, t, p),
         _ => (COORDINATOR_NOT_AVAILABLE, Bytes::new(), None, None),
