@@ -93,24 +93,19 @@ async fn read_loop(
         log::debug!("read timeout: {e}");
     }
     loop {
-        let mut prefix = [0u8; 4];
-        if stream.read_exact(&mut prefix).await.is_err() {
-            return;
-        }
-        let len = match frame_len(prefix, max) {
-            Ok(len) => len,
-            Err(e) => {
-                log::info!("closing connection: {e}");
-                return;
+        // At shutdown the reader stops: requests read whole so far are
+        // answered, the rest are never started (the client sees the
+        // connection close and retries them after the restart).
+        let body = {
+            let read = read_frame(&mut stream, max);
+            let stopped = shard.stopped();
+            futures::pin_mut!(read);
+            futures::pin_mut!(stopped);
+            match futures::future::select(read, stopped).await {
+                futures::future::Either::Left((Some(body), _)) => body,
+                _ => return,
             }
         };
-        // Grow the buffer as bytes arrive: a large size prefix alone
-        // allocates nothing.
-        let mut body = Vec::with_capacity(len.min(64 * 1024));
-        match (&mut stream).take(len as u64).read_to_end(&mut body).await {
-            Ok(n) if n == len => {}
-            _ => return,
-        }
         let shard = shard.clone();
         let host = client_host.clone();
         let task =
@@ -119,6 +114,27 @@ async fn read_loop(
         if tx.send(task).await.is_err() {
             return;
         }
+    }
+}
+
+/// Reads one size-prefixed request frame; `None` when the connection ends
+/// or sends a bad size.
+async fn read_frame(stream: &mut TcpStream, max: usize) -> Option<Vec<u8>> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await.ok()?;
+    let len = match frame_len(prefix, max) {
+        Ok(len) => len,
+        Err(e) => {
+            log::info!("closing connection: {e}");
+            return None;
+        }
+    };
+    // Grow the buffer as bytes arrive: a large size prefix alone
+    // allocates nothing.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    match stream.take(len as u64).read_to_end(&mut body).await {
+        Ok(n) if n == len => Some(body),
+        _ => None,
     }
 }
 

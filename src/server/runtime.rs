@@ -24,6 +24,9 @@ const RING_MEMORY_BYTES_PER_SHARD: u64 = 1024 * 1024;
 /// After a stop signal, the process exits by force if shards have not
 /// finished within this long.
 const FORCED_EXIT_AFTER: Duration = Duration::from_secs(15);
+/// Longest the final write and sync of a graceful shutdown may take before
+/// partitions still writing are left to recovery (within FORCED_EXIT_AFTER).
+const SHUTDOWN_FLUSH_MAX: Duration = Duration::from_secs(8);
 /// How often idle partitions are checked for write handles to close.
 const IDLE_WRITER_CHECK: Duration = Duration::from_secs(10);
 /// A partition not appended to for this long closes its write handle.
@@ -306,8 +309,12 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
     let endpoints: Vec<Option<MeshEndpoint<ShardMessage>>> =
         Mesh::new(shard_count, MESH_INBOX_CAPACITY).into_endpoints();
     let endpoints = Arc::new(Mutex::new(endpoints));
+    // Each shard's stop channel carries two messages: the first stops
+    // accepting and reading requests (drain), the second, sent once every
+    // shard has drained, closes the partitions and flushes them.
     let (stop_senders, stop_receivers): (Vec<_>, Vec<_>) =
-        (0..shard_count).map(|_| flume::bounded::<()>(1)).unzip();
+        (0..shard_count).map(|_| flume::bounded::<()>(2)).unzip();
+    let (drained_tx, drained_rx) = mpsc::channel::<ShardId>();
     let stop_receivers = Arc::new(Mutex::new(
         stop_receivers.into_iter().map(Some).collect::<Vec<_>>(),
     ));
@@ -336,12 +343,14 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
             let config = config.clone();
             let catalog = catalog.clone();
             let ready = ready_tx.clone();
+            let drained = drained_tx.clone();
             async move {
                 let (Some(endpoint), Some(stop)) = (endpoint, stop) else {
                     let _ignored = ready.send(Err(format!("{id}: started twice")));
                     return;
                 };
-                shard_main(id, config, catalog, endpoint, stop, ready).await;
+                let control = StopControl { stop, drained };
+                shard_main(id, config, catalog, endpoint, control, ready).await;
             }
         }
     };
@@ -399,6 +408,26 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
         log::error!("shutdown did not finish in {FORCED_EXIT_AFTER:?}; exiting");
         std::process::exit(1);
     });
+    // Partitions close only when no shard has a request in flight: a
+    // request on one shard may still append to another shard's partition.
+    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS + 1000);
+    let mut drained = 0;
+    while drained < shard_count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match drained_rx.recv_timeout(left) {
+            Ok(_) => drained += 1,
+            Err(_) => break,
+        }
+    }
+    if drained < shard_count && !runtime.is_finished() {
+        log::warn!(
+            "{} shard(s) still had requests in flight after {SHUTDOWN_GRACE_MS} ms; closing partitions anyway",
+            shard_count - drained
+        );
+    }
+    for stop in &stop_senders {
+        let _ignored = stop.try_send(());
+    }
     match runtime.join() {
         Ok(Ok(())) => {
             log::info!("ringbroker stopped cleanly");
@@ -409,13 +438,22 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
     }
 }
 
+/// How the runtime thread stops a shard, in two steps.
+struct StopControl {
+    /// First message: stop accepting and reading requests. Second: close
+    /// the partitions and flush (every shard has drained by then).
+    stop: flume::Receiver<()>,
+    /// Told once this shard has no request in flight.
+    drained: mpsc::Sender<ShardId>,
+}
+
 /// The life of one shard: open its partitions, serve, shut down.
 async fn shard_main(
     id: ShardId,
     config: Arc<BrokerConfig>,
     catalog: Arc<Catalog>,
     endpoint: MeshEndpoint<ShardMessage>,
-    stop: flume::Receiver<()>,
+    control: StopControl,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
     let shard = match Shard::new(id, config.clone(), catalog, endpoint) {
@@ -531,16 +569,24 @@ async fn shard_main(
         }
     };
     let _ignored = ready.send(Ok(()));
-    run_listener(shard.clone(), listener, stop).await;
+    run_listener(shard.clone(), listener, control.stop.clone()).await;
     shard.begin_stop();
 
-    // Graceful stop: no new connections; let in-flight requests finish
-    // (bounded), then write and fsync everything.
+    // Graceful stop. 1: no new connections, no new requests; requests in
+    // flight finish and their answers go out (bounded).
     let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
-    while shard.stats.inflight.get() > 0 && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+    while (shard.stats.inflight.get() > 0 || shard.stats.open_connections.get() > 0)
+        && Instant::now() < deadline
+    {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    shard.flush_all().await;
+    let _ignored = control.drained.send(id);
+    // 2: once every shard is there, close the partitions to appends, write
+    // and sync what they hold, then write index files and snapshots.
+    let _ignored = control.stop.recv_async().await;
+    shard
+        .close_and_flush(Instant::now() + SHUTDOWN_FLUSH_MAX)
+        .await;
     let (rounds, syncs) = shard.flusher.stats();
     log::info!(
         "{id}: stopped ({} requests, {} connections, {} flush rounds, {} fdatasyncs, {} bytes sent zero-copy)",

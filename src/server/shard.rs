@@ -56,6 +56,9 @@ pub struct Shard {
     pub mesh: MeshEndpoint<ShardMessage>,
     /// Serializes metadata changes (used on shard 0).
     pub admin_lock: glommio::sync::Semaphore,
+    /// Held while retention deletes files, so a shutdown does not end with
+    /// segments gone from memory but still on disk.
+    retention_lock: glommio::sync::Semaphore,
     /// Last producer id handed out.
     producer_id_last: Cell<i64>,
     /// Counters.
@@ -117,6 +120,7 @@ impl Shard {
             flusher: Rc::new(flusher),
             mesh,
             admin_lock: glommio::sync::Semaphore::new(1),
+            retention_lock: glommio::sync::Semaphore::new(1),
             producer_id_last: Cell::new(0),
             stats: ShardStats::default(),
             groups: crate::groups::Coordinator::default(),
@@ -772,30 +776,38 @@ impl Shard {
         candidate * self.count as i64 + self.id.0 as i64
     }
 
-    /// Makes every local partition durable and writes index files and
-    /// producer snapshots (graceful shutdown).
-    pub async fn flush_all(&self) {
-        let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+    /// Graceful shutdown, once no request is in flight on any shard: closes
+    /// every local partition to appends, writes and syncs everything
+    /// appended before, and only then writes index files and producer
+    /// snapshots and cuts active segments to their data, so that what is
+    /// written describes exactly what is on disk.
+    pub async fn close_and_flush(&self, deadline: Instant) {
+        // Retention deleting files finishes first (it starts no more).
+        let _retention = self.retention_lock.acquire_permit(1).await;
+        let partitions: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| !p.deleted.get())
+            .cloned()
+            .collect();
+        if !self.flusher.close_and_drain(&partitions, deadline).await {
+            let unsettled = partitions.iter().filter(|p| !p.is_settled()).count();
+            log::error!(
+                "{}: {unsettled} partition(s) still writing at the shutdown deadline; recovery will check them at the next start",
+                self.id
+            );
+        }
+        let mut files = Vec::new();
+        let mut trims = Vec::new();
         for partition in &partitions {
-            partition.log.borrow_mut().request_sync();
-            self.flusher.schedule(partition, 0);
+            if !partition.is_settled() {
+                continue;
+            }
+            let shutdown = partition.log.borrow().shutdown_files();
+            files.extend(shutdown.files);
+            trims.extend(shutdown.trim);
         }
-        self.flusher.round().await;
-        // Let in-flight syncs finish (bounded; syncfs below covers the rest).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while partitions.iter().any(|p| p.syncing.get()) && Instant::now() < deadline {
-            glommio::timer::sleep(Duration::from_millis(2)).await;
-        }
-        let files: Vec<_> = partitions
-            .iter()
-            .filter(|p| !p.deleted.get())
-            .flat_map(|p| p.log.borrow().shutdown_files())
-            .collect();
-        let trims: Vec<_> = partitions
-            .iter()
-            .filter(|p| !p.deleted.get())
-            .filter_map(|p| p.log.borrow().padded_active())
-            .collect();
         let data_dir = self.config.data_dir.clone();
         let written = glommio::executor()
             .spawn_blocking(move || {
@@ -809,6 +821,12 @@ impl Shard {
 
     /// Deletes segments past retention on local partitions.
     pub async fn enforce_retention(&self) {
+        let Ok(_permit) = self.retention_lock.acquire_permit(1).await else {
+            return;
+        };
+        if self.is_stopping() {
+            return;
+        }
         let now = now_ms();
         let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
         for partition in partitions {
@@ -866,6 +884,7 @@ fn append_error(e: &AppendError) -> ProduceResult {
         AppendError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         AppendError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         AppendError::StorageFailed(_) => ErrorCode::KafkaStorageError,
+        AppendError::Closed => ErrorCode::NotLeaderOrFollower,
     };
     produce_error(code, &e.to_string())
 }

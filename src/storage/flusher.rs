@@ -107,6 +107,39 @@ impl Flusher {
         }
     }
 
+    /// Closes `partitions` to appends and writes and syncs everything
+    /// appended to them before, waiting for syncs already in flight.
+    /// Returns whether every partition settled (or failed) before
+    /// `deadline`; after that their files no longer change.
+    pub async fn close_and_drain(
+        self: &Rc<Self>,
+        partitions: &[Rc<Partition>],
+        deadline: std::time::Instant,
+    ) -> bool {
+        for partition in partitions {
+            let mut log = partition.log.borrow_mut();
+            log.close();
+            log.request_sync();
+        }
+        loop {
+            for partition in partitions {
+                let log = partition.log.borrow();
+                if log.needs_flush() && log.failure().is_none() {
+                    drop(log);
+                    self.schedule(partition, 0);
+                }
+            }
+            self.round().await;
+            if partitions.iter().all(|p| p.is_settled()) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Performs one round over everything queued now.
     pub async fn round(self: &Rc<Self>) {
         let Ok(_turn) = self.round_lock.acquire_permit(1).await else {

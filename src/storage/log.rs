@@ -98,6 +98,10 @@ pub enum AppendError {
     /// The partition's storage failed earlier (KAFKA_STORAGE_ERROR).
     #[error("storage failed: {0}")]
     StorageFailed(String),
+    /// The log is closed for a shutdown; the producer retries elsewhere or
+    /// after the restart (NOT_LEADER_OR_FOLLOWER).
+    #[error("the partition is closing for a shutdown")]
+    Closed,
 }
 
 /// Outcome of a successful append.
@@ -168,6 +172,19 @@ pub struct PartitionLog {
     last_append_ms: i64,
     appended_since_open: bool,
     unsynced_bytes: u64,
+    closed: bool,
+}
+
+/// What a clean shutdown writes for one partition, taken once the log is
+/// closed and everything appended is written and durable.
+#[derive(Default)]
+pub struct ShutdownFiles {
+    /// (path, bytes) of the active segment's indexes and the producer
+    /// snapshot, describing exactly the data in the files.
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// The active segment's file and data size when the file may extend past
+    /// its data (direct-mode padding, preallocated space): cut there.
+    pub trim: Option<(std::sync::Arc<File>, u64)>,
 }
 
 /// What the flusher must do for a partition in one round.
@@ -223,6 +240,7 @@ impl PartitionLog {
             last_append_ms: now_ms,
             appended_since_open: false,
             unsynced_bytes: 0,
+            closed: false,
         })
     }
 
@@ -273,6 +291,9 @@ impl PartitionLog {
     pub fn append(&mut self, records: &Bytes, now_ms: i64) -> Result<Appended, AppendError> {
         if let Some(failure) = &self.failed {
             return Err(AppendError::StorageFailed(failure.clone()));
+        }
+        if self.closed {
+            return Err(AppendError::Closed);
         }
         // Validate every batch before changing anything: a request is
         // appended whole or not at all.
@@ -732,36 +753,51 @@ impl PartitionLog {
         removed
     }
 
-    /// The active segment's file and data size when it may extend past its
-    /// data (direct-mode block padding, preallocated space): cut at shutdown.
-    pub fn padded_active(&self) -> Option<(std::sync::Arc<File>, u64)> {
-        let may_extend = self.config.write_mode == WriteMode::Direct || self.config.preallocate;
-        if !may_extend || !self.appended_since_open {
-            return None;
-        }
-        self.segments
-            .back()
-            .map(|s| (s.read_file.clone(), s.written))
+    /// Refuses every later append (graceful shutdown). What was appended
+    /// before still gets written and synced by the flusher.
+    pub fn close(&mut self) {
+        self.closed = true;
     }
 
-    /// Files to write on a clean shutdown: the active segment's indexes and
-    /// the producer snapshot.
-    pub fn shutdown_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
-        let mut files = Vec::new();
-        if !self.appended_since_open {
-            // Nothing changed since these files were written or rebuilt.
-            return files;
+    /// True when the log is closed and nothing appended waits for a write
+    /// or a sync: its files will not change any more.
+    pub fn is_settled(&self) -> bool {
+        self.closed
+            && self.pending.is_empty()
+            && self.high_watermark == self.next_offset
+            && self.durable_offset == self.next_offset
+    }
+
+    /// What a clean shutdown writes: the active segment's indexes, the
+    /// producer snapshot and the cut of the active file, all describing
+    /// exactly what is on disk. Only for a settled log; a failed or
+    /// unsettled one gets nothing (recovery rebuilds its state from the
+    /// data at the next start).
+    pub fn shutdown_files(&self) -> ShutdownFiles {
+        if !self.is_settled() || self.failed.is_some() || !self.appended_since_open {
+            // Unchanged since these files were written or rebuilt, or not
+            // safe to describe.
+            return ShutdownFiles::default();
         }
-        if let Some(active) = self.segments.back() {
-            let (index_path, time_path) = active.index_paths();
-            files.push((index_path, active.index.encode()));
-            files.push((time_path, active.time_index.encode()));
-        }
-        files.push((
-            self.dir.join(PRODUCER_SNAPSHOT_FILE),
-            self.producers.to_snapshot(self.next_offset),
-        ));
-        files
+        let Some(active) = self.segments.back() else {
+            return ShutdownFiles::default();
+        };
+        assert_eq!(
+            active.written, active.size,
+            "settled log with unwritten bytes"
+        );
+        let (index_path, time_path) = active.index_paths();
+        let files = vec![
+            (index_path, active.index.encode()),
+            (time_path, active.time_index.encode()),
+            (
+                self.dir.join(PRODUCER_SNAPSHOT_FILE),
+                self.producers.to_snapshot(self.next_offset),
+            ),
+        ];
+        let may_extend = self.config.write_mode == WriteMode::Direct || self.config.preallocate;
+        let trim = may_extend.then(|| (active.read_file.clone(), active.size));
+        ShutdownFiles { files, trim }
     }
 }
 
@@ -1045,10 +1081,32 @@ mod tests {
                     segment.size
                 );
             }
-            let trims: Vec<_> = log.padded_active().into_iter().collect();
-            assert_eq!(trims.len(), 1, "preallocated or padded: cut at shutdown");
-            write_files_then_syncfs(&log.shutdown_files(), &trims, log.dir())
-                .expect("shutdown files");
+            assert!(
+                log.shutdown_files().files.is_empty(),
+                "nothing to describe before the log is closed"
+            );
+            drop(log);
+            partition.log.borrow_mut().close();
+            assert!(matches!(
+                partition
+                    .log
+                    .borrow_mut()
+                    .append(&batch(&[b"late"], 2000), 5),
+                Err(AppendError::Closed)
+            ));
+            let log = partition.log.borrow();
+            assert!(log.is_settled());
+            let shutdown = log.shutdown_files();
+            assert!(
+                shutdown.trim.is_some(),
+                "preallocated or padded: cut at shutdown"
+            );
+            write_files_then_syncfs(
+                &shutdown.files,
+                &shutdown.trim.into_iter().collect::<Vec<_>>(),
+                log.dir(),
+            )
+            .expect("shutdown files");
             let active = log.segments.back().expect("active");
             assert_eq!(
                 active.read_file.metadata().expect("meta").len(),

@@ -68,6 +68,13 @@ impl Partition {
         }
     }
 
+    /// True when the log is closed and its files no longer change: all it
+    /// holds is written and durable, or it failed; no sync is in flight.
+    pub fn is_settled(&self) -> bool {
+        let log = self.log.borrow();
+        !self.syncing.get() && (log.failure().is_some() || log.is_settled())
+    }
+
     /// Wakes everyone waiting on this partition.
     pub fn notify(&self) {
         self.progress.notify(usize::MAX);

@@ -32,16 +32,28 @@ def test_roll_layout_and_size_retention(broker_factory):
         "segment.bytes": "16384", "retention.bytes": "40000", "index.interval.bytes": "1024"})])["rolls"].result(30)
     fill(broker, "rolls", 300)
     part = broker.data_dir / "rolls-0"
-    # Retention leaves about retention.bytes of the newest segments.
-    low, high = wait_until(lambda: (lambda w: w if w[0] > 0 else None)(watermarks(broker, "rolls")),
-                           timeout=20, message="size retention")
+    bound = 40000 + 16384 + 1024
+
+    # Retention runs in the background and deletes files after advancing the
+    # log start offset: wait until it has settled, i.e. about retention.bytes
+    # of the newest segments remain and the oldest remaining segment starts
+    # at the log start offset.
+    def settled():
+        low, high = watermarks(broker, "rolls")
+        logs = sorted(part.glob("*.log"))
+        try:
+            size = sum(l.stat().st_size for l in logs)
+        except FileNotFoundError:  # deleted while listing
+            return None
+        if low > 0 and logs and int(logs[0].stem) == low and size <= bound:
+            return low, high, logs
+        return None
+
+    low, high, logs = wait_until(settled, timeout=30, message="size retention to settle")
     assert high == 300 and 0 < low < 300
-    logs = sorted(part.glob("*.log"))
     assert len(logs) >= 2
     names = [l.name for l in logs]
     assert all(len(n) == len("00000000000000000000.log") for n in names)
-    assert int(logs[0].stem) == low  # the oldest remaining segment starts at the log start offset
-    assert sum(l.stat().st_size for l in logs) <= 40000 + 16384 + 1024
     # Sealed segments have Kafka index files with entries.
     assert (part / (logs[0].stem + ".index")).stat().st_size % 8 == 0
     assert (part / (logs[0].stem + ".index")).stat().st_size > 0
