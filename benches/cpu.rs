@@ -11,9 +11,9 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kafka_protocol::messages::{ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use ringbroker::protocol::batch::{batches, build_batch};
-use ringbroker::protocol::frame::{frame_len, peek_header};
-use ringbroker::storage::index::OffsetIndex;
+use ringbroker_protocol::batch::{batches, build_batch};
+use ringbroker_protocol::frame::{frame_len, peek_header};
+use ringbroker_storage::index::OffsetIndex;
 
 fn produce_frame(batch: &[u8]) -> Bytes {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};

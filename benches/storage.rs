@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::io::Write;
 use std::time::Instant;
 
-use ringbroker::protocol::batch::{batches, build_batch, stamp_base_offset};
-use ringbroker::storage::recovery::recover_segment;
+use ringbroker_protocol::batch::{batches, build_batch, stamp_base_offset};
+use ringbroker_storage::recovery::recover_segment;
 
 fn payload(batch_count: usize, records_per_batch: usize, value_len: usize) -> Vec<u8> {
     let value = vec![b'x'; value_len];

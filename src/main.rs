@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use ringbroker::config::{parse_command_line, CommandLine};
+use ringbroker_server::config::{parse_command_line, CommandLine};
 
 #[global_allocator]
-static ALLOCATOR: ringbroker::alloc::BrokerAllocator = ringbroker::alloc::BrokerAllocator;
+static ALLOCATOR: ringbroker_protocol::alloc::BrokerAllocator =
+    ringbroker_protocol::alloc::BrokerAllocator;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match ringbroker::server::runtime::run(config) {
+    match ringbroker_server::runtime::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringbroker: {e}");

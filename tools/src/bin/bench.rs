@@ -23,7 +23,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use ringbroker::protocol::batch::{build_batch, parse_header, BATCH_HEADER_LEN};
+use ringbroker_protocol::batch::{build_batch, parse_header, BATCH_HEADER_LEN};
 use ringbroker_tools::Conn;
 
 const HEADER_BYTES: usize = 20; // producer u32, sequence u64, send time ns u64
@@ -245,17 +245,18 @@ fn record_error(shared: &Shared, code: i16) {
         .or_default() += 1;
 }
 
+/// A connection to one partition leader, the channel to its response reader
+/// (request correlation, per-partition sends), and that reader's thread.
+type LeaderConn = (
+    Conn,
+    mpsc::SyncSender<(i32, Vec<(i32, u64, u64, usize)>)>,
+    std::thread::JoinHandle<()>,
+);
+
 /// One producer: builds a batch per partition round-robin, keeps up to 5
 /// requests in flight, measures ack latency per message.
 fn producer(o: Options, id: u32, leaders: Vec<String>, shared: Arc<Shared>) -> Result<(), String> {
-    let mut conns: HashMap<
-        String,
-        (
-            Conn,
-            mpsc::SyncSender<(i32, Vec<(i32, u64, u64, usize)>)>,
-            std::thread::JoinHandle<()>,
-        ),
-    > = HashMap::new();
+    let mut conns: HashMap<String, LeaderConn> = HashMap::new();
     let partitions = leaders.len() as i32;
     let per_batch = (o.batch_bytes / o.message_size).max(1);
     let rate_per_producer = if o.rate > 0 {

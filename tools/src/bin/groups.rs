@@ -50,7 +50,7 @@ fn list(client: &mut Conn) -> Result<(), String> {
             response.error_code
         ));
     }
-    println!("{:<40} {:<20} {}", "GROUP", "STATE", "PROTOCOL-TYPE");
+    println!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
     for g in response.groups {
         println!(
             "{:<40} {:<20} {}",
@@ -145,7 +145,7 @@ fn describe(client: &mut Conn, group: &str) -> Result<(), String> {
         d.members.len()
     );
     println!(
-        "{:<30} {:<30} {:>9} {:>15} {:>15} {:>10}  {:<45} {:<16} {}",
+        "{:<30} {:<30} {:>9} {:>15} {:>15} {:>10}  {:<45} {:<16} CLIENT-ID",
         "GROUP",
         "TOPIC",
         "PARTITION",
@@ -154,7 +154,6 @@ fn describe(client: &mut Conn, group: &str) -> Result<(), String> {
         "LAG",
         "CONSUMER-ID",
         "HOST",
-        "CLIENT-ID"
     );
     let mut total = 0i64;
     for ((topic, partition), current) in &rows {

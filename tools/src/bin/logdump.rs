@@ -10,8 +10,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ringbroker::protocol::batch::{parse_header, validate_batch, BATCH_HEADER_LEN};
-use ringbroker::storage::index::{OffsetIndex, TimeIndex};
+use ringbroker_protocol::batch::{parse_header, validate_batch, BATCH_HEADER_LEN};
+use ringbroker_storage::index::{OffsetIndex, TimeIndex};
 
 fn main() -> ExitCode {
     let mut records = false;

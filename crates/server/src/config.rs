@@ -1,0 +1,1500 @@
+//! Configuration with Kafka's property names, so operators bring their
+//! `server.properties`. Precedence: built-in defaults < `--config` file <
+//! `--override key=value` < explicit flags (`--listen`, `--data-dir`,
+//! `--shards`, `--node-id`).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use ringbroker_protocol::limits::{
+    INFLIGHT_REQUESTS_PER_CONNECTION_MAX_DEFAULT, REQUEST_BYTES_MAX_DEFAULT,
+};
+use ringbroker_storage::writer::WriteMode;
+
+/// A configuration problem, printed as one line.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum ConfigError {
+    /// A known key with a value that does not parse or is out of range.
+    #[error("invalid value '{value}' for {key}: {reason}")]
+    InvalidValue {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// A key this broker does not know (topic configs).
+    #[error("unknown config '{0}'")]
+    UnknownKey(String),
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// A bad command line.
+    #[error("{0} (see --help)")]
+    Usage(String),
+}
+
+fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// How record timestamps are set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampType {
+    /// The producer's timestamp is kept.
+    CreateTime,
+    /// The broker stamps its clock at append.
+    LogAppendTime,
+}
+
+/// Where a config value comes from (DescribeConfigs v1+ codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Unknown.
+    Unknown,
+    /// A topic override.
+    DynamicTopic,
+    /// A dynamic per-broker setting.
+    DynamicBroker,
+    /// A dynamic cluster-wide default.
+    DynamicDefaultBroker,
+    /// server.properties or the command line.
+    StaticBroker,
+    /// The built-in default.
+    Default,
+}
+
+impl ConfigSource {
+    /// The wire code.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigSource::Unknown => 0,
+            ConfigSource::DynamicTopic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
+            ConfigSource::StaticBroker => 4,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
+/// The type of a config value (DescribeConfigs v3+ codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigType {
+    /// Unknown.
+    Unknown,
+    /// true/false.
+    Boolean,
+    /// Text.
+    String,
+    /// 32-bit integer.
+    Int,
+    /// 16-bit integer.
+    Short,
+    /// 64-bit integer.
+    Long,
+    /// Floating point.
+    Double,
+    /// Comma-separated list.
+    List,
+    /// A class name.
+    Class,
+    /// A secret.
+    Password,
+}
+
+impl ConfigType {
+    /// The wire code.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::Unknown => 0,
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Short => 4,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+            ConfigType::Class => 8,
+            ConfigType::Password => 9,
+        }
+    }
+}
+
+/// One described config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigEntry {
+    /// Kafka name.
+    pub name: String,
+    /// Value as Kafka prints it.
+    pub value: Option<String>,
+    /// True when it cannot be altered at runtime.
+    pub read_only: bool,
+    /// True when the built-in default applies.
+    pub is_default: bool,
+    /// Where the value comes from.
+    pub source: ConfigSource,
+    /// True for secrets.
+    pub sensitive: bool,
+    /// Value type.
+    pub config_type: ConfigType,
+    /// One-line documentation.
+    pub documentation: Option<String>,
+}
+
+/// Per-topic settings; the broker's `log.*` keys set their defaults.
+///
+/// `cleanup.policy=compact` is accepted and stored, but compaction is not
+/// performed; retention deletes old segments only when the policy
+/// includes `delete`. `compression.type` is stored and described; batches
+/// are kept as the producer compressed them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicConfig {
+    /// retention.ms (-1 = keep forever).
+    pub retention_ms: i64,
+    /// retention.bytes (-1 = unlimited).
+    pub retention_bytes: i64,
+    /// segment.bytes.
+    pub segment_bytes: u64,
+    /// segment.ms.
+    pub segment_ms: u64,
+    /// max.message.bytes.
+    pub max_message_bytes: usize,
+    /// message.timestamp.type.
+    pub message_timestamp_type: TimestampType,
+    /// index.interval.bytes.
+    pub index_interval_bytes: u32,
+    /// cleanup.policy (normalized: "delete", "compact" or "compact,delete").
+    pub cleanup_policy: String,
+    /// compression.type.
+    pub compression_type: String,
+    /// min.insync.replicas.
+    pub min_insync_replicas: i32,
+    /// flush.messages (None = never).
+    pub flush_messages: Option<u64>,
+    /// flush.ms (None = never).
+    pub flush_ms: Option<u64>,
+    /// segment.index.bytes.
+    pub segment_index_bytes: u32,
+    /// file.delete.delay.ms.
+    pub file_delete_delay_ms: u64,
+    /// message.timestamp.difference.max.ms.
+    pub message_timestamp_difference_max_ms: i64,
+    /// unclean.leader.election.enable.
+    pub unclean_leader_election_enable: bool,
+    /// preallocate.
+    pub preallocate: bool,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            retention_ms: 604_800_000,
+            retention_bytes: -1,
+            segment_bytes: 1_073_741_824,
+            segment_ms: 604_800_000,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: TimestampType::CreateTime,
+            index_interval_bytes: 4096,
+            cleanup_policy: "delete".into(),
+            compression_type: "producer".into(),
+            min_insync_replicas: 1,
+            flush_messages: None,
+            flush_ms: None,
+            segment_index_bytes: 10_485_760,
+            file_delete_delay_ms: 60_000,
+            message_timestamp_difference_max_ms: i64::MAX,
+            unclean_leader_election_enable: false,
+            // Kafka's default is false; ringbroker reserves 64 MiB extents
+            // ahead of appends (scripts/write-modes.sh measures both).
+            preallocate: true,
+        }
+    }
+}
+
+/// (topic key, broker key, type, documentation)
+const TOPIC_KEYS: &[(&str, &str, ConfigType, &str)] = &[
+    (
+        "cleanup.policy",
+        "log.cleanup.policy",
+        ConfigType::List,
+        "delete and/or compact (compaction is not performed yet)",
+    ),
+    (
+        "compression.type",
+        "compression.type",
+        ConfigType::String,
+        "producer, uncompressed, gzip, snappy, lz4 or zstd",
+    ),
+    (
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        ConfigType::Long,
+        "delay before deleting a file from disk",
+    ),
+    (
+        "flush.messages",
+        "log.flush.interval.messages",
+        ConfigType::Long,
+        "messages between forced fsyncs",
+    ),
+    (
+        "flush.ms",
+        "log.flush.interval.ms",
+        ConfigType::Long,
+        "time between forced fsyncs",
+    ),
+    (
+        "index.interval.bytes",
+        "log.index.interval.bytes",
+        ConfigType::Int,
+        "bytes between offset index entries",
+    ),
+    (
+        "max.message.bytes",
+        "message.max.bytes",
+        ConfigType::Int,
+        "largest record batch accepted",
+    ),
+    (
+        "message.timestamp.difference.max.ms",
+        "log.message.timestamp.difference.max.ms",
+        ConfigType::Long,
+        "maximum difference between a record's timestamp and the broker's clock",
+    ),
+    (
+        "message.timestamp.type",
+        "log.message.timestamp.type",
+        ConfigType::String,
+        "CreateTime or LogAppendTime",
+    ),
+    (
+        "min.insync.replicas",
+        "min.insync.replicas",
+        ConfigType::Int,
+        "replicas that must acknowledge acks=all",
+    ),
+    (
+        "preallocate",
+        "log.preallocate",
+        ConfigType::Boolean,
+        "reserve segment space ahead of appends (fallocate, 64 MiB steps)",
+    ),
+    (
+        "retention.bytes",
+        "log.retention.bytes",
+        ConfigType::Long,
+        "size a partition may reach before old segments are deleted",
+    ),
+    (
+        "retention.ms",
+        "log.retention.ms",
+        ConfigType::Long,
+        "age after which segments are deleted",
+    ),
+    (
+        "segment.bytes",
+        "log.segment.bytes",
+        ConfigType::Int,
+        "segment file size",
+    ),
+    (
+        "segment.index.bytes",
+        "log.index.size.max.bytes",
+        ConfigType::Int,
+        "offset index size",
+    ),
+    (
+        "segment.ms",
+        "log.roll.ms",
+        ConfigType::Long,
+        "time after which a segment rolls",
+    ),
+    (
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        ConfigType::Boolean,
+        "allow out-of-sync replicas to lead",
+    ),
+];
+
+fn parse_i64(key: &str, value: &str) -> Result<i64, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, value, "expected an integer"))
+}
+
+fn parse_u64_range(key: &str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let v = parse_i64(key, value)?;
+    u64::try_from(v)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| invalid(key, value, format!("expected an integer in {min}..={max}")))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "expected true or false")),
+    }
+}
+
+/// -1 or Long.MAX mean "never".
+fn parse_optional(key: &str, value: &str) -> Result<Option<u64>, ConfigError> {
+    let v = parse_i64(key, value)?;
+    match v {
+        i64::MAX => Ok(None),
+        v if v >= 1 => Ok(Some(v as u64)),
+        _ => Err(invalid(key, value, "expected a positive integer")),
+    }
+}
+
+fn retention(key: &str, value: &str) -> Result<i64, ConfigError> {
+    let v = parse_i64(key, value)?;
+    if v < -1 {
+        return Err(invalid(
+            key,
+            value,
+            "expected -1 (unlimited) or a non-negative integer",
+        ));
+    }
+    Ok(v)
+}
+
+impl TopicConfig {
+    /// Sets one topic-level key.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "retention.ms" => self.retention_ms = retention(key, value)?,
+            "retention.bytes" => self.retention_bytes = retention(key, value)?,
+            "segment.bytes" => {
+                self.segment_bytes = parse_u64_range(key, value, 1024, i32::MAX as u64)?
+            }
+            "segment.ms" => self.segment_ms = parse_u64_range(key, value, 1, i64::MAX as u64)?,
+            "max.message.bytes" => {
+                self.max_message_bytes = parse_u64_range(key, value, 0, i32::MAX as u64)? as usize
+            }
+            "message.timestamp.type" => {
+                self.message_timestamp_type = match value.trim() {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => return Err(invalid(key, value, "expected CreateTime or LogAppendTime")),
+                }
+            }
+            "index.interval.bytes" => {
+                self.index_interval_bytes = parse_u64_range(key, value, 0, i32::MAX as u64)? as u32
+            }
+            "cleanup.policy" => {
+                let mut parts: Vec<String> = value
+                    .split(',')
+                    .map(|p| p.trim().to_ascii_lowercase())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                parts.sort();
+                parts.dedup();
+                if parts.is_empty() || parts.iter().any(|p| p != "delete" && p != "compact") {
+                    return Err(invalid(
+                        key,
+                        value,
+                        "expected delete, compact or compact,delete",
+                    ));
+                }
+                self.cleanup_policy = parts.join(",");
+            }
+            "compression.type" => {
+                let v = value.trim().to_ascii_lowercase();
+                if !["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]
+                    .contains(&v.as_str())
+                {
+                    return Err(invalid(
+                        key,
+                        value,
+                        "expected producer, uncompressed, gzip, snappy, lz4 or zstd",
+                    ));
+                }
+                self.compression_type = v;
+            }
+            "min.insync.replicas" => {
+                self.min_insync_replicas = parse_u64_range(key, value, 1, i32::MAX as u64)? as i32
+            }
+            "flush.messages" => self.flush_messages = parse_optional(key, value)?,
+            "flush.ms" => self.flush_ms = parse_optional(key, value)?,
+            "segment.index.bytes" => {
+                self.segment_index_bytes = parse_u64_range(key, value, 8, i32::MAX as u64)? as u32
+            }
+            "file.delete.delay.ms" => {
+                self.file_delete_delay_ms = parse_u64_range(key, value, 0, i64::MAX as u64)?
+            }
+            "message.timestamp.difference.max.ms" => {
+                self.message_timestamp_difference_max_ms =
+                    parse_u64_range(key, value, 0, i64::MAX as u64)? as i64
+            }
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = parse_bool(key, value)?
+            }
+            "preallocate" => self.preallocate = parse_bool(key, value)?,
+            _ => return Err(ConfigError::UnknownKey(key.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Resets one topic-level key to its value in `defaults`.
+    pub fn reset(&mut self, key: &str, defaults: &TopicConfig) -> Result<(), ConfigError> {
+        let value = defaults
+            .get(key)
+            .ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
+        self.set(key, &value)
+    }
+
+    /// The value of a topic-level key as Kafka prints it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let never = |v: Option<u64>| v.map_or(i64::MAX.to_string(), |v| v.to_string());
+        Some(match key {
+            "retention.ms" => self.retention_ms.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "message.timestamp.type" => match self.message_timestamp_type {
+                TimestampType::CreateTime => "CreateTime".into(),
+                TimestampType::LogAppendTime => "LogAppendTime".into(),
+            },
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "cleanup.policy" => self.cleanup_policy.clone(),
+            "compression.type" => self.compression_type.clone(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "flush.messages" => never(self.flush_messages),
+            "flush.ms" => never(self.flush_ms),
+            "segment.index.bytes" => self.segment_index_bytes.to_string(),
+            "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
+            "message.timestamp.difference.max.ms" => {
+                self.message_timestamp_difference_max_ms.to_string()
+            }
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
+            "preallocate" => self.preallocate.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// True for a topic-level key this broker knows.
+    pub fn is_known_key(key: &str) -> bool {
+        TOPIC_KEYS.iter().any(|(k, ..)| *k == key)
+    }
+
+    /// The broker-level key that sets the default of a topic key.
+    pub fn broker_synonym(topic_key: &str) -> Option<&'static str> {
+        TOPIC_KEYS
+            .iter()
+            .find(|(k, ..)| *k == topic_key)
+            .map(|(_, b, ..)| *b)
+    }
+
+    /// Every topic-level key for DescribeConfigs, sorted by name.
+    pub fn describe(
+        defaults: &TopicConfig,
+        overrides: &BTreeMap<String, String>,
+        broker_explicit: &BTreeMap<String, String>,
+    ) -> Vec<ConfigEntry> {
+        let effective =
+            topic_config_from_overrides(defaults, overrides).unwrap_or_else(|_| defaults.clone());
+        TOPIC_KEYS
+            .iter()
+            .map(|(key, broker_key, config_type, doc)| {
+                let (source, is_default) = if overrides.contains_key(*key) {
+                    (ConfigSource::DynamicTopic, false)
+                } else if broker_explicit.contains_key(*broker_key)
+                    || broker_synonym_set(broker_key, broker_explicit)
+                {
+                    (ConfigSource::StaticBroker, false)
+                } else {
+                    (ConfigSource::Default, true)
+                };
+                ConfigEntry {
+                    name: key.to_string(),
+                    value: effective.get(key),
+                    read_only: false,
+                    is_default,
+                    source,
+                    sensitive: false,
+                    config_type: *config_type,
+                    documentation: Some(doc.to_string()),
+                }
+            })
+            .collect()
+    }
+}
+
+/// True when an alternative broker key for the same setting was set
+/// (log.retention.hours for log.retention.ms, ...).
+fn broker_synonym_set(broker_key: &str, explicit: &BTreeMap<String, String>) -> bool {
+    let alternatives: &[&str] = match broker_key {
+        "log.retention.ms" => &["log.retention.minutes", "log.retention.hours"],
+        "log.roll.ms" => &["log.roll.hours"],
+        "log.cleanup.policy" => &[],
+        _ => &[],
+    };
+    alternatives.iter().any(|k| explicit.contains_key(*k))
+}
+
+/// Applies topic overrides on top of the broker defaults.
+pub fn topic_config_from_overrides(
+    defaults: &TopicConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<TopicConfig, ConfigError> {
+    let mut config = defaults.clone();
+    for (key, value) in overrides {
+        config.set(key, value)?;
+    }
+    Ok(config)
+}
+
+/// The broker's configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokerConfig {
+    /// listeners / --listen.
+    pub listen: SocketAddr,
+    /// Host in advertised.listeners.
+    pub advertised_host: String,
+    /// Port in advertised.listeners.
+    pub advertised_port: u16,
+    /// node.id / broker.id / --node-id.
+    pub node_id: i32,
+    /// log.dirs (first) / log.dir / --data-dir.
+    pub data_dir: PathBuf,
+    /// ringbroker.shards / --shards.
+    pub shards: usize,
+    /// num.partitions.
+    pub num_partitions: i32,
+    /// default.replication.factor.
+    pub default_replication_factor: i16,
+    /// auto.create.topics.enable.
+    pub auto_create_topics: bool,
+    /// delete.topic.enable.
+    pub delete_topic_enable: bool,
+    /// socket.request.max.bytes.
+    pub socket_request_max_bytes: usize,
+    /// ringbroker.connection.max.inflight.requests.
+    pub max_inflight_requests_per_connection: usize,
+    /// connections.max.idle.ms.
+    pub connections_max_idle_ms: u64,
+    /// log.retention.check.interval.ms.
+    pub log_retention_check_interval_ms: u64,
+    /// log.flush.interval.ms (None = only acks=all syncs).
+    pub log_flush_interval_ms: Option<u64>,
+    /// log.flush.interval.messages.
+    pub log_flush_interval_messages: Option<u64>,
+    /// group.initial.rebalance.delay.ms.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// offsets.topic.num.partitions.
+    pub offsets_topic_num_partitions: i32,
+    /// offsets.retention.minutes.
+    pub offsets_retention_minutes: u64,
+    /// ringbroker.spin.before.park.us: an idle shard spins this long before
+    /// parking its thread (lower cross-shard latency for some CPU).
+    pub spin_before_park_us: u64,
+    /// ringbroker.log.write.mode: buffered (page cache) or direct (O_DIRECT).
+    pub log_write_mode: WriteMode,
+    /// ringbroker.log.sync.scope=filesystem: one syncfs per shard round
+    /// instead of one fdatasync per partition.
+    pub log_sync_filesystem: bool,
+    /// Defaults of every topic config (the broker's log.* keys).
+    pub topic_defaults: TopicConfig,
+    /// Every key explicitly set, by Kafka name.
+    pub explicit: BTreeMap<String, String>,
+}
+
+fn default_shards() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            node_id: 0,
+            data_dir: PathBuf::from("./data"),
+            shards: default_shards(),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: true,
+            delete_topic_enable: true,
+            socket_request_max_bytes: REQUEST_BYTES_MAX_DEFAULT,
+            max_inflight_requests_per_connection: INFLIGHT_REQUESTS_PER_CONNECTION_MAX_DEFAULT,
+            connections_max_idle_ms: 600_000,
+            log_retention_check_interval_ms: 300_000,
+            log_flush_interval_ms: None,
+            log_flush_interval_messages: None,
+            group_initial_rebalance_delay_ms: 3_000,
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 10_080,
+            spin_before_park_us: 0,
+            log_write_mode: WriteMode::Buffered,
+            log_sync_filesystem: false,
+            topic_defaults: TopicConfig::default(),
+            explicit: BTreeMap::new(),
+        }
+    }
+}
+
+/// Kafka keys accepted without effect (they configure parts ringbroker does
+/// not have or does differently).
+const NO_EFFECT_KEYS: &[&str] = &[
+    "zookeeper.connect",
+    "zookeeper.connection.timeout.ms",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "listener.security.protocol.map",
+    "num.network.threads",
+    "num.io.threads",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "num.recovery.threads.per.data.dir",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "queued.max.requests",
+    "num.replica.fetchers",
+    "replica.lag.time.max.ms",
+    "log.cleaner.enable",
+    "log.cleaner.threads",
+    "metadata.log.dir",
+];
+
+/// Parses a `host:port` or `PROTOCOL://host:port` listener (first of a
+/// comma list). Returns (host, port).
+fn parse_listener(
+    key: &str,
+    value: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(String, u16), ConfigError> {
+    let mut items = value.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let first = items
+        .next()
+        .ok_or_else(|| invalid(key, value, "expected PLAINTEXT://host:port"))?;
+    if items.next().is_some() {
+        warnings.push(format!("{key}: only the first listener ({first}) is used"));
+    }
+    let rest = match first.split_once("://") {
+        Some((protocol, rest)) => {
+            if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
+                return Err(invalid(
+                    key,
+                    value,
+                    "only PLAINTEXT listeners are supported",
+                ));
+            }
+            rest
+        }
+        None => first,
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, value, "expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid(key, value, "expected a port number"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok((host, port))
+}
+
+fn resolve(key: &str, value: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| invalid(key, value, format!("cannot resolve {host}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| invalid(key, value, format!("{host} has no address")))
+}
+
+fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Collects settings in precedence order, then resolves them.
+#[derive(Default)]
+struct Builder {
+    config: BrokerConfig,
+    warnings: Vec<String>,
+    listeners: Option<(String, String)>,
+    advertised: Option<(String, String)>,
+    retention_ms: Option<(u8, String, String)>,
+    roll_ms: Option<(u8, String, String)>,
+}
+
+impl Builder {
+    fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let key = key.trim();
+        let value = value.trim();
+        let c = &mut self.config;
+        match key {
+            "listeners" => self.listeners = Some((key.into(), value.into())),
+            "advertised.listeners" => self.advertised = Some((key.into(), value.into())),
+            "node.id" | "broker.id" => {
+                c.node_id = parse_u64_range(key, value, 0, i32::MAX as u64)? as i32;
+            }
+            "log.dirs" | "log.dir" => {
+                let mut dirs = value.split(',').map(str::trim).filter(|s| !s.is_empty());
+                let first = dirs
+                    .next()
+                    .ok_or_else(|| invalid(key, value, "expected a directory"))?;
+                if dirs.next().is_some() {
+                    self.warnings
+                        .push(format!("{key}: only the first directory ({first}) is used"));
+                }
+                c.data_dir = PathBuf::from(first);
+            }
+            "ringbroker.shards" => c.shards = parse_u64_range(key, value, 1, 1024)? as usize,
+            "num.partitions" => c.num_partitions = parse_u64_range(key, value, 1, 100_000)? as i32,
+            "default.replication.factor" => {
+                c.default_replication_factor =
+                    parse_u64_range(key, value, 1, i16::MAX as u64)? as i16
+            }
+            "auto.create.topics.enable" => c.auto_create_topics = parse_bool(key, value)?,
+            "delete.topic.enable" => c.delete_topic_enable = parse_bool(key, value)?,
+            "socket.request.max.bytes" => {
+                c.socket_request_max_bytes =
+                    parse_u64_range(key, value, 1024, i32::MAX as u64)? as usize
+            }
+            "ringbroker.connection.max.inflight.requests" => {
+                c.max_inflight_requests_per_connection =
+                    parse_u64_range(key, value, 1, 1024)? as usize
+            }
+            "connections.max.idle.ms" => {
+                c.connections_max_idle_ms = parse_u64_range(key, value, 1, i64::MAX as u64)?
+            }
+            "log.retention.check.interval.ms" => {
+                c.log_retention_check_interval_ms = parse_u64_range(key, value, 1, i64::MAX as u64)?
+            }
+            "log.flush.interval.ms" => {
+                c.log_flush_interval_ms = parse_optional(key, value)?;
+                c.topic_defaults.set("flush.ms", value)?;
+            }
+            "log.flush.interval.messages" => {
+                c.log_flush_interval_messages = parse_optional(key, value)?;
+                c.topic_defaults.set("flush.messages", value)?;
+            }
+            "group.initial.rebalance.delay.ms" => {
+                c.group_initial_rebalance_delay_ms =
+                    parse_u64_range(key, value, 0, i64::MAX as u64)?
+            }
+            "offsets.topic.num.partitions" => {
+                c.offsets_topic_num_partitions = parse_u64_range(key, value, 1, 100_000)? as i32
+            }
+            "offsets.retention.minutes" => {
+                c.offsets_retention_minutes = parse_u64_range(key, value, 1, i64::MAX as u64)?
+            }
+            "ringbroker.spin.before.park.us" => {
+                c.spin_before_park_us = parse_u64_range(key, value, 0, 10_000)?
+            }
+            "ringbroker.log.sync.scope" => {
+                c.log_sync_filesystem = match value.trim() {
+                    "partition" => false,
+                    "filesystem" => true,
+                    _ => {
+                        return Err(ConfigError::InvalidValue {
+                            key: key.into(),
+                            value: value.into(),
+                            reason: "expected partition or filesystem".into(),
+                        })
+                    }
+                }
+            }
+            "ringbroker.log.write.mode" => {
+                c.log_write_mode =
+                    WriteMode::parse(value).ok_or_else(|| ConfigError::InvalidValue {
+                        key: key.into(),
+                        value: value.into(),
+                        reason: "expected buffered or direct".into(),
+                    })?
+            }
+            "log.retention.ms" => self.retention_ms = Some((0, key.into(), value.into())),
+            "log.retention.minutes" => {
+                self.retention_ms = precedence(self.retention_ms.take(), 1, key, value)
+            }
+            "log.retention.hours" => {
+                self.retention_ms = precedence(self.retention_ms.take(), 2, key, value)
+            }
+            "log.roll.ms" => self.roll_ms = Some((0, key.into(), value.into())),
+            "log.roll.hours" => self.roll_ms = precedence(self.roll_ms.take(), 1, key, value),
+            "message.max.bytes" => c
+                .topic_defaults
+                .set("max.message.bytes", value)
+                .map_err(|e| rename(e, key))?,
+            _ => {
+                if let Some((topic_key, ..)) = TOPIC_KEYS.iter().find(|(_, b, ..)| *b == key) {
+                    c.topic_defaults
+                        .set(topic_key, value)
+                        .map_err(|e| rename(e, key))?;
+                } else if NO_EFFECT_KEYS.contains(&key)
+                    || key.starts_with("log.cleaner.")
+                    || key.starts_with("transaction.")
+                {
+                    self.warnings
+                        .push(format!("'{key}' has no effect in ringbroker"));
+                    return Ok(());
+                } else {
+                    self.warnings
+                        .push(format!("unknown config key '{key}' ignored"));
+                    return Ok(());
+                }
+            }
+        }
+        self.config
+            .explicit
+            .insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        if let Some((unit, key, value)) = self.retention_ms.take() {
+            let ms = scaled(unit, &key, &value)?;
+            self.config
+                .topic_defaults
+                .set("retention.ms", &ms)
+                .map_err(|e| rename(e, &key))?;
+        }
+        if let Some((unit, key, value)) = self.roll_ms.take() {
+            let ms = scaled(if unit == 1 { 2 } else { 0 }, &key, &value)?;
+            self.config
+                .topic_defaults
+                .set("segment.ms", &ms)
+                .map_err(|e| rename(e, &key))?;
+        }
+        if let Some((key, value)) = self.listeners.take() {
+            let (host, port) = parse_listener(&key, &value, &mut self.warnings)?;
+            self.config.listen = resolve(&key, &value, &host, port)?;
+        }
+        let (host, port) = match self.advertised.take() {
+            Some((key, value)) => {
+                let (host, port) = parse_listener(&key, &value, &mut self.warnings)?;
+                if host.is_empty() {
+                    return Err(invalid(&key, &value, "an advertised listener needs a host"));
+                }
+                (host, port)
+            }
+            None => {
+                let ip = self.config.listen.ip();
+                let host = if ip.is_unspecified() {
+                    machine_hostname()
+                } else {
+                    ip.to_string()
+                };
+                (host, self.config.listen.port())
+            }
+        };
+        self.config.advertised_host = host;
+        self.config.advertised_port = port;
+        Ok((self.config, self.warnings))
+    }
+}
+
+/// Keeps the most precise of the retention/roll keys (ms < minutes < hours).
+fn precedence(
+    current: Option<(u8, String, String)>,
+    unit: u8,
+    key: &str,
+    value: &str,
+) -> Option<(u8, String, String)> {
+    match current {
+        Some(c) if c.0 < unit => Some(c),
+        _ => Some((unit, key.to_string(), value.to_string())),
+    }
+}
+
+/// Converts a value in unit 0 (ms), 1 (minutes) or 2 (hours) to ms text.
+fn scaled(unit: u8, key: &str, value: &str) -> Result<String, ConfigError> {
+    let v = parse_i64(key, value)?;
+    if v == -1 {
+        return Ok("-1".into());
+    }
+    let factor: i64 = match unit {
+        0 => 1,
+        1 => 60_000,
+        _ => 3_600_000,
+    };
+    v.checked_mul(factor)
+        .filter(|v| *v >= 0)
+        .map(|v| v.to_string())
+        .ok_or_else(|| invalid(key, value, "out of range"))
+}
+
+/// Reports an error of a topic-level key under the broker-level name.
+fn rename(e: ConfigError, key: &str) -> ConfigError {
+    match e {
+        ConfigError::InvalidValue { value, reason, .. } => ConfigError::InvalidValue {
+            key: key.to_string(),
+            value,
+            reason,
+        },
+        other => other,
+    }
+}
+
+impl BrokerConfig {
+    /// The broker's configuration for DescribeConfigs (read-only).
+    pub fn describe(&self) -> Vec<ConfigEntry> {
+        let opt = |v: Option<u64>| v.map_or(i64::MAX.to_string(), |v| v.to_string());
+        let listener = format!("PLAINTEXT://{}", self.listen);
+        let advertised = format!(
+            "PLAINTEXT://{}:{}",
+            self.advertised_host, self.advertised_port
+        );
+        let mut items: Vec<(&str, String, ConfigType)> = vec![
+            ("listeners", listener, ConfigType::String),
+            ("advertised.listeners", advertised, ConfigType::String),
+            ("node.id", self.node_id.to_string(), ConfigType::Int),
+            ("broker.id", self.node_id.to_string(), ConfigType::Int),
+            (
+                "log.dirs",
+                self.data_dir.display().to_string(),
+                ConfigType::String,
+            ),
+            (
+                "ringbroker.shards",
+                self.shards.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "num.partitions",
+                self.num_partitions.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics.to_string(),
+                ConfigType::Boolean,
+            ),
+            (
+                "delete.topic.enable",
+                self.delete_topic_enable.to_string(),
+                ConfigType::Boolean,
+            ),
+            (
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "ringbroker.connection.max.inflight.requests",
+                self.max_inflight_requests_per_connection.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "connections.max.idle.ms",
+                self.connections_max_idle_ms.to_string(),
+                ConfigType::Long,
+            ),
+            (
+                "log.retention.check.interval.ms",
+                self.log_retention_check_interval_ms.to_string(),
+                ConfigType::Long,
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                self.group_initial_rebalance_delay_ms.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "offsets.topic.num.partitions",
+                self.offsets_topic_num_partitions.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "offsets.retention.minutes",
+                self.offsets_retention_minutes.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "ringbroker.spin.before.park.us",
+                self.spin_before_park_us.to_string(),
+                ConfigType::Long,
+            ),
+            (
+                "ringbroker.log.write.mode",
+                self.log_write_mode.name().to_string(),
+                ConfigType::String,
+            ),
+            (
+                "ringbroker.log.sync.scope",
+                if self.log_sync_filesystem {
+                    "filesystem"
+                } else {
+                    "partition"
+                }
+                .to_string(),
+                ConfigType::String,
+            ),
+            (
+                "log.flush.interval.ms",
+                opt(self.log_flush_interval_ms),
+                ConfigType::Long,
+            ),
+            (
+                "log.flush.interval.messages",
+                opt(self.log_flush_interval_messages),
+                ConfigType::Long,
+            ),
+        ];
+        for (topic_key, broker_key, config_type, _) in TOPIC_KEYS {
+            if items.iter().any(|(k, ..)| k == broker_key) {
+                continue;
+            }
+            if let Some(value) = self.topic_defaults.get(topic_key) {
+                items.push((broker_key, value, *config_type));
+            }
+        }
+        items.sort_by(|a, b| a.0.cmp(b.0));
+        items
+            .into_iter()
+            .map(|(name, value, config_type)| {
+                let explicit = self.explicit.contains_key(name)
+                    || (name == "node.id" && self.explicit.contains_key("broker.id"))
+                    || (name == "broker.id" && self.explicit.contains_key("node.id"))
+                    || (name == "log.dirs" && self.explicit.contains_key("log.dir"))
+                    || broker_synonym_set(name, &self.explicit);
+                ConfigEntry {
+                    name: name.to_string(),
+                    value: Some(value),
+                    read_only: true,
+                    is_default: !explicit,
+                    source: if explicit {
+                        ConfigSource::StaticBroker
+                    } else {
+                        ConfigSource::Default
+                    },
+                    sensitive: false,
+                    config_type,
+                    documentation: None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum CommandLine {
+    /// Run the broker.
+    Run {
+        /// The configuration.
+        config: Box<BrokerConfig>,
+        /// Non-fatal remarks (unknown keys, ...), to be logged.
+        warnings: Vec<String>,
+    },
+    /// Print this help text.
+    Help(String),
+    /// Print the version.
+    Version,
+}
+
+/// The `--help` text.
+pub fn usage() -> String {
+    "ringbroker: a Kafka-compatible, thread-per-core streaming broker\n\
+     \n\
+     usage: ringbroker [--listen HOST:PORT] [--data-dir DIR] [--shards N] [--node-id N]\n\
+     \x20                 [--config server.properties] [--override key=value ...]\n\
+     \n\
+     \x20 --listen HOST:PORT    address to serve Kafka clients on (default 127.0.0.1:9092)\n\
+     \x20 --data-dir DIR        where topics are stored (default ./data)\n\
+     \x20 --shards N            executors, one per core (default: all available cores)\n\
+     \x20 --node-id N           broker id reported to clients (default 0)\n\
+     \x20 --config FILE         Kafka server.properties (listeners, log.dirs, num.partitions, ...)\n\
+     \x20 --override KEY=VALUE  set a property; repeatable; wins over the file\n\
+     \x20 -h, --help            this text\n\
+     \x20 -V, --version         the version\n\
+     \n\
+     Flags win over --override, which wins over --config. Logging: RUST_LOG=debug."
+        .to_string()
+}
+
+/// Parses Java `.properties` text into (key, value, line) triples.
+pub fn parse_properties(text: &str) -> Result<Vec<(String, String, usize)>, ConfigError> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((number, line)) = lines.next() {
+        let mut logical = line.trim_start().to_string();
+        if logical.is_empty() || logical.starts_with('#') || logical.starts_with('!') {
+            continue;
+        }
+        // A line ending in an odd number of backslashes continues.
+        while logical.ends_with('\\')
+            && (logical.len() - logical.trim_end_matches('\\').len()) % 2 == 1
+        {
+            logical.pop();
+            match lines.next() {
+                Some((_, next)) => logical.push_str(next.trim_start()),
+                None => break,
+            }
+        }
+        let split = logical
+            .find(['=', ':'])
+            .or_else(|| logical.find(char::is_whitespace));
+        let (key, value) = match split {
+            Some(i) => {
+                let (k, v) = logical.split_at(i);
+                let v = &v[1..];
+                (k.trim(), v.trim())
+            }
+            None => (logical.trim(), ""),
+        };
+        let unescape = |s: &str| {
+            s.replace("\\t", "\t")
+                .replace("\\n", "\n")
+                .replace("\\:", ":")
+                .replace("\\=", "=")
+                .replace("\\\\", "\\")
+        };
+        out.push((unescape(key), unescape(value), number + 1));
+    }
+    Ok(out)
+}
+
+/// Parses argv without the program name.
+pub fn parse_command_line<I: IntoIterator<Item = String>>(
+    args: I,
+) -> Result<CommandLine, ConfigError> {
+    let mut flags: Vec<(String, String)> = Vec::new();
+    let mut file = None;
+    let mut overrides = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(CommandLine::Help(usage())),
+            "-V" | "--version" => return Ok(CommandLine::Version),
+            "--listen" | "--data-dir" | "--shards" | "--node-id" | "--config" | "--override" => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => args
+                        .next()
+                        .ok_or_else(|| ConfigError::Usage(format!("{name} needs a value")))?,
+                };
+                match name.as_str() {
+                    "--config" => file = Some(value),
+                    "--override" => {
+                        let (k, v) = value.split_once('=').ok_or_else(|| {
+                            ConfigError::Usage(format!(
+                                "--override expects key=value, got '{value}'"
+                            ))
+                        })?;
+                        overrides.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                    _ => flags.push((name, value)),
+                }
+            }
+            other => return Err(ConfigError::Usage(format!("unknown argument '{other}'"))),
+        }
+    }
+    let mut builder = Builder::default();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        for (key, value, line) in parse_properties(&text)? {
+            builder.set(&key, &value).map_err(|e| match e {
+                ConfigError::InvalidValue { key, value, reason } => ConfigError::InvalidValue {
+                    key: format!("{key} ({path}:{line})"),
+                    value,
+                    reason,
+                },
+                other => other,
+            })?;
+        }
+    }
+    for (key, value) in overrides {
+        builder.set(&key, &value)?;
+    }
+    for (flag, value) in flags {
+        match flag.as_str() {
+            "--listen" => builder
+                .set("listeners", &value)
+                .map_err(|e| rename(e, "--listen"))?,
+            "--data-dir" => builder
+                .set("log.dirs", &value)
+                .map_err(|e| rename(e, "--data-dir"))?,
+            "--shards" => builder
+                .set("ringbroker.shards", &value)
+                .map_err(|e| rename(e, "--shards"))?,
+            "--node-id" => builder
+                .set("node.id", &value)
+                .map_err(|e| rename(e, "--node-id"))?,
+            _ => {}
+        }
+    }
+    let (config, warnings) = builder.finish()?;
+    Ok(CommandLine::Run {
+        config: Box::new(config),
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        match parse_command_line(args.iter().map(|s| s.to_string()))? {
+            CommandLine::Run { config, warnings } => Ok((*config, warnings)),
+            other => panic!("expected Run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, w) = run(&[]).expect("parses");
+        assert_eq!(c.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("127.0.0.1", 9092)
+        );
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!((c.num_partitions, c.auto_create_topics), (1, true));
+        assert_eq!(c.topic_defaults, TopicConfig::default());
+        assert!(c.shards >= 1 && w.is_empty());
+    }
+
+    #[test]
+    fn properties_parsing() {
+        let text = "# comment\n! also\n\nlisteners = PLAINTEXT://127.0.0.1:9999\nlog.dirs:/tmp/a,\\\n  /tmp/b\nnum.partitions 4\n";
+        let props = parse_properties(text).unwrap();
+        assert_eq!(
+            props[0],
+            ("listeners".into(), "PLAINTEXT://127.0.0.1:9999".into(), 4)
+        );
+        assert_eq!(props[1].1, "/tmp/a,/tmp/b");
+        assert_eq!(props[2], ("num.partitions".into(), "4".into(), 7));
+    }
+
+    #[test]
+    fn precedence_file_then_override_then_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        std::fs::write(&path, "num.partitions=3\nlog.dirs=/from/file\nlisteners=PLAINTEXT://127.0.0.1:9100\nlog.segment.bytes=2048\nfoo.bar=1\nzookeeper.connect=x\n").unwrap();
+        let p = path.to_str().unwrap();
+        let (c, w) = run(&[
+            "--config",
+            p,
+            "--override",
+            "num.partitions=5",
+            "--override=log.dirs=/from/override",
+            "--data-dir=/from/flag",
+        ])
+        .unwrap();
+        assert_eq!(c.num_partitions, 5);
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.topic_defaults.segment_bytes, 2048);
+        assert!(w.iter().any(|w| w.contains("foo.bar")));
+        assert!(w
+            .iter()
+            .any(|w| w.contains("zookeeper.connect") && w.contains("no effect")));
+    }
+
+    #[test]
+    fn retention_units() {
+        let (c, _) = run(&["--override", "log.retention.hours=2"]).unwrap();
+        assert_eq!(c.topic_defaults.retention_ms, 7_200_000);
+        let (c, _) = run(&[
+            "--override",
+            "log.retention.minutes=3",
+            "--override",
+            "log.retention.hours=2",
+        ])
+        .unwrap();
+        assert_eq!(c.topic_defaults.retention_ms, 180_000);
+        let (c, _) = run(&[
+            "--override",
+            "log.retention.ms=5",
+            "--override",
+            "log.retention.minutes=3",
+        ])
+        .unwrap();
+        assert_eq!(c.topic_defaults.retention_ms, 5);
+        let (c, _) = run(&["--override", "log.roll.hours=1"]).unwrap();
+        assert_eq!(c.topic_defaults.segment_ms, 3_600_000);
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        let e = run(&["--override", "log.segment.bytes=abc"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid value 'abc' for log.segment.bytes: expected an integer"
+        );
+        assert!(run(&["--shards", "0"])
+            .unwrap_err()
+            .to_string()
+            .contains("--shards"));
+        assert!(run(&["--listen", "SSL://127.0.0.1:1"])
+            .unwrap_err()
+            .to_string()
+            .contains("PLAINTEXT"));
+        assert!(matches!(run(&["--bogus"]), Err(ConfigError::Usage(_))));
+        assert!(matches!(run(&["--listen"]), Err(ConfigError::Usage(_))));
+        assert!(run(&["--override", "auto.create.topics.enable=maybe"]).is_err());
+        let e = run(&["--override", "ringbroker.log.write.mode=dma"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid value 'dma' for ringbroker.log.write.mode: expected buffered or direct"
+        );
+    }
+
+    #[test]
+    fn write_mode_and_preallocation() {
+        let (c, _) = run(&[]).unwrap();
+        assert_eq!(c.log_write_mode, WriteMode::Buffered);
+        assert!(c.topic_defaults.preallocate);
+        let (c, _) = run(&[
+            "--override",
+            "ringbroker.log.write.mode=direct",
+            "--override",
+            "log.preallocate=false",
+        ])
+        .unwrap();
+        assert_eq!(c.log_write_mode, WriteMode::Direct);
+        assert!(!c.topic_defaults.preallocate);
+        assert!(!c.log_sync_filesystem);
+        let (c, _) = run(&["--override", "ringbroker.log.sync.scope=filesystem"]).unwrap();
+        assert!(c.log_sync_filesystem);
+        assert!(run(&["--override", "ringbroker.log.sync.scope=disk"]).is_err());
+    }
+
+    #[test]
+    fn listeners_variants() {
+        let (c, _) = run(&["--listen", "PLAINTEXT://:9300"]).unwrap();
+        assert!(c.listen.ip().is_unspecified());
+        assert_ne!(c.advertised_host, "0.0.0.0");
+        let (c, _) = run(&["--listen", "localhost:9301"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9301".parse().unwrap());
+        let (c, _) = run(&[
+            "--override",
+            "advertised.listeners=PLAINTEXT://broker.example:19092",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("broker.example", 19092)
+        );
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(
+            parse_command_line(vec!["--help".to_string()]),
+            Ok(CommandLine::Help(_))
+        ));
+        assert!(matches!(
+            parse_command_line(vec!["-V".to_string()]),
+            Ok(CommandLine::Version)
+        ));
+    }
+
+    #[test]
+    fn topic_configs() {
+        let defaults = TopicConfig::default();
+        let mut overrides = BTreeMap::new();
+        overrides.insert("retention.ms".to_string(), "1000".to_string());
+        overrides.insert("cleanup.policy".to_string(), "Delete, compact".to_string());
+        let c = topic_config_from_overrides(&defaults, &overrides).unwrap();
+        assert_eq!(
+            (c.retention_ms, c.cleanup_policy.as_str()),
+            (1000, "compact,delete")
+        );
+        overrides.insert("segment.bytes".to_string(), "-5".to_string());
+        assert!(topic_config_from_overrides(&defaults, &overrides).is_err());
+        overrides.remove("segment.bytes");
+        overrides.insert("nope".to_string(), "1".to_string());
+        assert_eq!(
+            topic_config_from_overrides(&defaults, &overrides),
+            Err(ConfigError::UnknownKey("nope".into()))
+        );
+
+        let mut t = defaults.clone();
+        t.set("message.timestamp.type", "LogAppendTime").unwrap();
+        t.reset("message.timestamp.type", &defaults).unwrap();
+        assert_eq!(t, defaults);
+
+        let mut explicit = BTreeMap::new();
+        explicit.insert("log.segment.bytes".to_string(), "4096".to_string());
+        let mut o = BTreeMap::new();
+        o.insert("retention.ms".to_string(), "1000".to_string());
+        let entries = TopicConfig::describe(&defaults, &o, &explicit);
+        let find = |n: &str| entries.iter().find(|e| e.name == n).unwrap().clone();
+        assert_eq!(
+            (
+                find("retention.ms").source,
+                find("retention.ms").value.as_deref()
+            ),
+            (ConfigSource::DynamicTopic, Some("1000"))
+        );
+        assert_eq!(find("segment.bytes").source, ConfigSource::StaticBroker);
+        assert_eq!(find("max.message.bytes").source, ConfigSource::Default);
+        assert!(find("max.message.bytes").is_default);
+        assert_eq!(
+            TopicConfig::broker_synonym("max.message.bytes"),
+            Some("message.max.bytes")
+        );
+        assert!(TopicConfig::is_known_key("flush.ms") && !TopicConfig::is_known_key("x"));
+    }
+
+    #[test]
+    fn broker_describe_marks_explicit_keys() {
+        let (c, _) = run(&["--override", "num.partitions=3"]).unwrap();
+        let entries = c.describe();
+        let n = entries.iter().find(|e| e.name == "num.partitions").unwrap();
+        assert_eq!(
+            (n.value.as_deref(), n.source, n.read_only),
+            (Some("3"), ConfigSource::StaticBroker, true)
+        );
+        let m = entries
+            .iter()
+            .find(|e| e.name == "message.max.bytes")
+            .unwrap();
+        assert_eq!(m.source, ConfigSource::Default);
+    }
+}

@@ -1,0 +1,99 @@
+//! CreatePartitions: grow topics; partitions are never removed.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use super::{str_bytes, topic_name};
+use crate::dispatch::{Context, DispatchError, Response};
+use crate::messages::AdminRequest;
+use crate::shard::Shard;
+use ringbroker_protocol::errors::ErrorCode;
+
+/// Handles CreatePartitions.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    mut body: Bytes,
+) -> Result<Response, DispatchError> {
+    let request: CreatePartitionsRequest = ctx.decode(&mut body)?;
+    let node_id = shard.config.node_id;
+    let catalog = shard.catalog();
+    let guards: Vec<Option<(i16, String)>> = request
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.0.as_str();
+            let duplicates = request
+                .topics
+                .iter()
+                .filter(|o| o.name.0.as_str() == name)
+                .count();
+            if duplicates > 1 {
+                return Some((
+                    ErrorCode::InvalidRequest.code(),
+                    "Duplicate topic in request.".into(),
+                ));
+            }
+            let current = catalog.topics.get(name).map(|m| m.partitions)?;
+            let assignments = t.assignments.as_deref().unwrap_or_default();
+            let expected_new = usize::try_from(t.count - current).unwrap_or(0);
+            if !assignments.is_empty()
+                && (assignments.len() != expected_new
+                    || assignments
+                        .iter()
+                        .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node_id))
+            {
+                return Some((
+                    ErrorCode::InvalidReplicaAssignment.code(),
+                    format!("Each new partition must be assigned to broker {node_id} alone."),
+                ));
+            }
+            None
+        })
+        .collect();
+    let items: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .zip(&guards)
+        .filter(|(_, g)| g.is_none())
+        .map(|(t, _)| (t.name.0.to_string(), t.count))
+        .collect();
+    let mut results = if items.is_empty() {
+        Vec::new()
+    } else {
+        shard
+            .admin(AdminRequest::CreatePartitions {
+                topics: items,
+                validate_only: request.validate_only,
+            })
+            .await
+    }
+    .into_iter();
+    let responses = request
+        .topics
+        .iter()
+        .zip(guards)
+        .map(|(t, guard)| {
+            let (code, message) = match guard {
+                Some((code, message)) => (code, Some(message)),
+                None => results
+                    .next()
+                    .map_or((ErrorCode::UnknownServerError.code(), None), |r| {
+                        (r.error_code, r.message)
+                    }),
+            };
+            CreatePartitionsTopicResult::default()
+                .with_name(topic_name(t.name.0.as_str()))
+                .with_error_code(code)
+                .with_error_message(if code == 0 {
+                    None
+                } else {
+                    message.as_deref().map(str_bytes)
+                })
+        })
+        .collect();
+    ctx.respond(&CreatePartitionsResponse::default().with_results(responses))
+}

@@ -1,0 +1,183 @@
+//! Typed messages between shards. A request goes to the shard that owns the
+//! partitions it names, inside an envelope with its reply handle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::catalog::{Catalog, TopicMeta};
+use ringbroker_protocol::frame::FileSlice;
+
+/// A message in a shard's inbox.
+pub type ShardMessage = ringbroker_shards::Envelope<ShardRequest, ShardResponse>;
+
+/// One partition's part of a produce request.
+#[derive(Clone, Debug)]
+pub struct ProducePart {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The record batches as received.
+    pub records: Bytes,
+}
+
+/// The result of producing to one partition.
+#[derive(Clone, Debug, Default)]
+pub struct ProduceResult {
+    /// Kafka error code (0 = none).
+    pub error_code: i16,
+    /// Optional error message.
+    pub error_message: Option<String>,
+    /// Offset of the first appended record (-1 on error).
+    pub base_offset: i64,
+    /// LogAppendTime stamp, or -1.
+    pub log_append_time_ms: i64,
+    /// First offset of the log.
+    pub log_start_offset: i64,
+}
+
+/// One partition's part of a fetch request.
+#[derive(Clone, Debug)]
+pub struct FetchPart {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// First offset wanted.
+    pub offset: i64,
+    /// Bytes wanted from this partition at most (at least one batch is sent).
+    pub max_bytes: usize,
+}
+
+/// The result of reading one partition.
+#[derive(Clone, Debug, Default)]
+pub struct FetchResult {
+    /// Kafka error code (0 = none).
+    pub error_code: i16,
+    /// High watermark.
+    pub high_watermark: i64,
+    /// Last stable offset (the high watermark: no transactions yet).
+    pub last_stable_offset: i64,
+    /// First offset of the log.
+    pub log_start_offset: i64,
+    /// The record bytes, still in the file.
+    pub records: Option<FileSlice>,
+}
+
+/// One partition's part of a ListOffsets request.
+#[derive(Clone, Debug)]
+pub struct ListOffsetsPart {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// -1 latest, -2 earliest, -3 max timestamp, -4 earliest local, else a time.
+    pub timestamp: i64,
+}
+
+/// The result of one ListOffsets lookup.
+#[derive(Clone, Debug, Default)]
+pub struct ListOffsetsResult {
+    /// Kafka error code (0 = none).
+    pub error_code: i16,
+    /// Timestamp found (-1 when not applicable).
+    pub timestamp: i64,
+    /// Offset found (-1 when none).
+    pub offset: i64,
+}
+
+/// Metadata changes, executed by shard 0 one at a time.
+#[derive(Clone, Debug)]
+pub enum AdminRequest {
+    /// Create topics (name, partitions, config overrides).
+    CreateTopics {
+        /// Topics to create, already validated for shape.
+        topics: Vec<NewTopic>,
+        /// Only check, change nothing.
+        validate_only: bool,
+    },
+    /// Delete topics by name.
+    DeleteTopics(Vec<String>),
+    /// Grow topics to a new partition count.
+    CreatePartitions {
+        /// (topic, new total count).
+        topics: Vec<(String, i32)>,
+        /// Only check, change nothing.
+        validate_only: bool,
+    },
+    /// Replace topics' config overrides (already validated).
+    SetTopicConfigs(Vec<(String, BTreeMap<String, String>)>),
+}
+
+/// A topic to create.
+#[derive(Clone, Debug)]
+pub struct NewTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Per-item outcome of an admin request: Kafka error code and message.
+#[derive(Clone, Debug, Default)]
+pub struct AdminResult {
+    /// Kafka error code (0 = none).
+    pub error_code: i16,
+    /// Optional message.
+    pub message: Option<String>,
+    /// The topic after the change, when there is one.
+    pub topic: Option<TopicMeta>,
+}
+
+/// Requests one shard sends another.
+pub enum ShardRequest {
+    /// Append to partitions this shard owns and wait for `acks`.
+    Produce {
+        /// 0, 1 or -1.
+        acks: i16,
+        /// How long to wait for acks.
+        timeout_ms: u64,
+        /// The partitions' parts.
+        parts: Vec<ProducePart>,
+    },
+    /// Read (without waiting) from partitions this shard owns.
+    Fetch(Vec<FetchPart>),
+    /// Answer when any of these partitions has data past the offset, or at the deadline.
+    WaitForData {
+        /// (topic, partition, offset).
+        parts: Vec<(String, i32, i64)>,
+        /// When to give up.
+        deadline: Instant,
+    },
+    /// Look up offsets in partitions this shard owns.
+    ListOffsets(Vec<ListOffsetsPart>),
+    /// A metadata change (shard 0 only).
+    Admin(AdminRequest),
+    /// Adopt a new catalog: open or remove partitions this shard owns.
+    ApplyCatalog(Arc<Catalog>),
+    /// A group API call for a group this shard coordinates.
+    Group(crate::coordinator::GroupCall),
+}
+
+/// Answers to [`ShardRequest`]s, variant for variant.
+pub enum ShardResponse {
+    /// Per-part produce results, in request order.
+    Produce(Vec<ProduceResult>),
+    /// Per-part fetch results, in request order.
+    Fetch(Vec<FetchResult>),
+    /// Per-part offsets, in request order.
+    ListOffsets(Vec<ListOffsetsResult>),
+    /// Per-item admin results, in request order.
+    Admin(Vec<AdminResult>),
+    /// Done (WaitForData).
+    Done,
+    /// ApplyCatalog done; why partitions could not be opened, if so.
+    Applied(Option<String>),
+    /// The coordinator's answer.
+    Group(crate::coordinator::GroupReply),
+}

@@ -1,0 +1,891 @@
+//! One shard: the partitions it owns, its copy of the catalog, its flusher,
+//! and the routing of partition work to owner shards.
+//!
+//! Requests whose partitions are all local run as direct calls; the others
+//! are split per owner, sent over the mesh, and merged back in request order.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringbroker_shards::{envelope, placement, stable_hash, MeshEndpoint, ShardId};
+
+use crate::catalog::{Catalog, TopicMeta};
+use crate::config::{topic_config_from_overrides, BrokerConfig, TimestampType, TopicConfig};
+use crate::messages::*;
+use ringbroker_protocol::errors::ErrorCode;
+use ringbroker_protocol::limits::SHARD_PENDING_WRITE_BYTES_MAX;
+use ringbroker_storage::flusher::Flusher;
+use ringbroker_storage::log::{AppendError, LogConfig, PartitionLog, ReadError};
+use ringbroker_storage::partition::Partition;
+use ringbroker_storage::writer::WriteMode;
+
+/// Counters a shard keeps about itself.
+#[derive(Default)]
+pub struct ShardStats {
+    /// Record bytes sent to sockets with sendfile.
+    pub zero_copy_bytes: Cell<u64>,
+    /// Requests handled.
+    pub requests: Cell<u64>,
+    /// Connections accepted.
+    pub connections: Cell<u64>,
+    /// Connections open now.
+    pub open_connections: Cell<u64>,
+    /// Requests being handled now.
+    pub inflight: Cell<u64>,
+}
+
+/// The state of one shard. Lives on its own thread only.
+pub struct Shard {
+    /// This shard's id.
+    pub id: ShardId,
+    /// Number of shards.
+    pub count: usize,
+    /// Broker configuration.
+    pub config: Arc<BrokerConfig>,
+    /// Read-only copy of the catalog.
+    pub catalog: RefCell<Arc<Catalog>>,
+    /// The partitions this shard owns.
+    pub partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
+    /// Write-behind and group commit.
+    pub flusher: Rc<Flusher>,
+    /// Channels to every shard.
+    pub mesh: MeshEndpoint<ShardMessage>,
+    /// Serializes metadata changes (used on shard 0).
+    pub admin_lock: glommio::sync::Semaphore,
+    /// Held while retention deletes files, so a shutdown does not end with
+    /// segments gone from memory but still on disk.
+    retention_lock: glommio::sync::Semaphore,
+    /// Last producer id handed out.
+    producer_id_last: Cell<i64>,
+    /// Counters.
+    pub stats: ShardStats,
+    /// The groups this shard coordinates.
+    pub groups: crate::coordinator::Coordinator,
+    /// Set when the shard is shutting down; long polls end early.
+    stopping: Cell<bool>,
+    /// Fired when `stopping` is set.
+    stop_event: event_listener::Event,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The log settings of a topic config.
+pub fn log_config(topic: &TopicConfig, write_mode: WriteMode) -> LogConfig {
+    // Without "delete" in cleanup.policy nothing is removed by retention.
+    let deletes = topic
+        .cleanup_policy
+        .split(',')
+        .any(|p| p.trim() == "delete");
+    LogConfig {
+        segment_bytes: topic.segment_bytes,
+        segment_ms: topic.segment_ms.min(i64::MAX as u64) as i64,
+        retention_ms: if deletes { topic.retention_ms } else { -1 },
+        retention_bytes: if deletes { topic.retention_bytes } else { -1 },
+        index_interval_bytes: topic.index_interval_bytes,
+        max_message_bytes: topic.max_message_bytes,
+        log_append_time: topic.message_timestamp_type == TimestampType::LogAppendTime,
+        preallocate: topic.preallocate,
+        write_mode,
+    }
+}
+
+impl Shard {
+    /// Builds the shard and opens the partitions it owns in `catalog`.
+    pub fn new(
+        id: ShardId,
+        config: Arc<BrokerConfig>,
+        catalog: Arc<Catalog>,
+        mesh: MeshEndpoint<ShardMessage>,
+    ) -> std::io::Result<Rc<Shard>> {
+        let flusher = if config.log_sync_filesystem {
+            Flusher::with_filesystem_sync(&config.data_dir)?
+        } else {
+            Flusher::new()
+        };
+        let shard = Rc::new(Shard {
+            id,
+            count: mesh.shard_count(),
+            config,
+            catalog: RefCell::new(Arc::new(Catalog::default())),
+            partitions: RefCell::new(HashMap::new()),
+            flusher: Rc::new(flusher),
+            mesh,
+            admin_lock: glommio::sync::Semaphore::new(1),
+            retention_lock: glommio::sync::Semaphore::new(1),
+            producer_id_last: Cell::new(0),
+            stats: ShardStats::default(),
+            groups: crate::coordinator::Coordinator::default(),
+            stopping: Cell::new(false),
+            stop_event: event_listener::Event::new(),
+        });
+        shard.open_owned_partitions(&catalog)?;
+        *shard.catalog.borrow_mut() = catalog;
+        Ok(shard)
+    }
+
+    /// Runs a group call on the group's coordinator shard.
+    pub async fn group_call(
+        self: &Rc<Self>,
+        group: &str,
+        request: crate::coordinator::GroupCall,
+    ) -> Option<crate::coordinator::GroupReply> {
+        let (_, owner) = crate::coordinator::placement(self, group);
+        if owner == self.id {
+            return Some(crate::coordinator::handle(self, request).await);
+        }
+        match self.call(owner, ShardRequest::Group(request)).await {
+            Some(ShardResponse::Group(reply)) => Some(reply),
+            _ => None,
+        }
+    }
+
+    /// Every group on every shard: (group, protocol type, state).
+    pub async fn list_all_groups(self: &Rc<Self>) -> Vec<(String, String, String)> {
+        let mut all = self.groups.list();
+        let others = (0..self.count)
+            .map(ShardId)
+            .filter(|s| *s != self.id)
+            .map(|s| self.call(s, ShardRequest::Group(crate::coordinator::GroupCall::List)));
+        for reply in futures::future::join_all(others).await {
+            if let Some(ShardResponse::Group(crate::coordinator::GroupReply::List(groups))) = reply
+            {
+                all.extend(groups);
+            }
+        }
+        all.sort();
+        all
+    }
+
+    /// Starts the shutdown: long polls on this shard return at once.
+    pub fn begin_stop(&self) {
+        self.stopping.set(true);
+        self.stop_event.notify(usize::MAX);
+    }
+
+    /// True once the shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Resolves when the shutdown begins.
+    pub async fn stopped(&self) {
+        loop {
+            let listener = self.stop_event.listen();
+            if self.stopping.get() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// The owner shard of a partition.
+    pub fn owner(&self, topic: &str, partition: i32) -> ShardId {
+        placement(
+            stable_hash(topic.as_bytes()),
+            partition.max(0) as u32,
+            self.count,
+        )
+    }
+
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    /// A local partition.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    fn topic_log_config(&self, meta: &TopicMeta) -> LogConfig {
+        match topic_config_from_overrides(&self.config.topic_defaults, &meta.configs) {
+            Ok(topic) => log_config(&topic, self.config.log_write_mode),
+            Err(e) => {
+                log::warn!(
+                    "topic {}: bad stored config ({e}); using defaults",
+                    meta.name
+                );
+                log_config(&self.config.topic_defaults, self.config.log_write_mode)
+            }
+        }
+    }
+
+    fn open_owned_partitions(&self, catalog: &Catalog) -> std::io::Result<()> {
+        let now = now_ms();
+        for meta in catalog.topics.values() {
+            let log_config = self.topic_log_config(meta);
+            for p in 0..meta.partitions {
+                if self.owner(&meta.name, p) != self.id {
+                    continue;
+                }
+                let key = (meta.name.clone(), p);
+                if let Some(existing) = self.partitions.borrow().get(&key) {
+                    existing.log.borrow_mut().set_config(log_config.clone());
+                    continue;
+                }
+                let dir = self.partition_dir(&meta.name, p);
+                let log = PartitionLog::open(&dir, log_config.clone(), now)?;
+                let partition = Rc::new(Partition::new(meta.name.clone(), p, log));
+                self.partitions.borrow_mut().insert(key, partition);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adopts a new catalog: opens new local partitions, updates configs,
+    /// removes deleted ones (and their files).
+    /// Returns why partitions could not be opened, if they could not
+    /// (they are retried with the next catalog change).
+    pub async fn apply_catalog(&self, catalog: Arc<Catalog>) -> Option<String> {
+        let failure = self.open_owned_partitions(&catalog).err().map(|e| {
+            log::error!("{}: opening partitions failed: {e}", self.id);
+            format!("{}: opening partition files failed: {e}", self.id)
+        });
+        let removed: Vec<Rc<Partition>> = {
+            let mut partitions = self.partitions.borrow_mut();
+            let gone: Vec<(String, i32)> = partitions
+                .keys()
+                .filter(|(topic, p)| {
+                    catalog
+                        .topics
+                        .get(topic)
+                        .is_none_or(|meta| *p >= meta.partitions)
+                })
+                .cloned()
+                .collect();
+            gone.iter().filter_map(|k| partitions.remove(k)).collect()
+        };
+        *self.catalog.borrow_mut() = catalog;
+        for partition in removed {
+            partition.deleted.set(true);
+            partition.notify();
+            let dir = partition.log.borrow().dir().to_path_buf();
+            let result = glommio::executor()
+                .spawn_blocking(move || std::fs::remove_dir_all(&dir))
+                .await;
+            if let Err(e) = result {
+                log::error!("deleting {}-{}: {e}", partition.topic, partition.index);
+            }
+        }
+        failure
+    }
+
+    /// Sends `request` to `target` and waits for the answer.
+    pub async fn call(&self, target: ShardId, request: ShardRequest) -> Option<ShardResponse> {
+        let (message, reply) = envelope(request);
+        if let Err(e) = self.mesh.send_to(target, message).await {
+            log::warn!("{}: {e}", self.id);
+            return None;
+        }
+        reply.recv().await
+    }
+
+    /// Handles a request from another shard.
+    pub async fn handle_shard_request(self: &Rc<Self>, request: ShardRequest) -> ShardResponse {
+        match request {
+            ShardRequest::Produce {
+                acks,
+                timeout_ms,
+                parts,
+            } => ShardResponse::Produce(self.produce_local(acks, timeout_ms, parts).await),
+            ShardRequest::Fetch(parts) => ShardResponse::Fetch(self.fetch_local(&parts)),
+            ShardRequest::WaitForData { parts, deadline } => {
+                self.wait_for_data_local(&parts, deadline).await;
+                ShardResponse::Done
+            }
+            ShardRequest::ListOffsets(parts) => {
+                ShardResponse::ListOffsets(self.list_offsets_local(&parts))
+            }
+            ShardRequest::Admin(admin) => ShardResponse::Admin(self.admin_local(admin).await),
+            ShardRequest::ApplyCatalog(catalog) => {
+                ShardResponse::Applied(self.apply_catalog(catalog).await)
+            }
+            ShardRequest::Group(call) => {
+                ShardResponse::Group(crate::coordinator::handle(self, call).await)
+            }
+        }
+    }
+
+    /// Splits `items` by owner shard, keeping each item's request position.
+    fn split_by_owner<T>(
+        &self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> (&str, i32),
+    ) -> BTreeMap<ShardId, Vec<(usize, T)>> {
+        let mut groups: BTreeMap<ShardId, Vec<(usize, T)>> = BTreeMap::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let (topic, partition) = key(&item);
+            groups
+                .entry(self.owner(topic, partition))
+                .or_default()
+                .push((i, item));
+        }
+        groups
+    }
+
+    /// Runs `local` on this shard's group and `remote` requests for the
+    /// others concurrently, then merges results in request order.
+    async fn scatter<T, R: Default + Clone>(
+        self: &Rc<Self>,
+        items: Vec<T>,
+        key: impl Fn(&T) -> (&str, i32),
+        build: impl Fn(Vec<T>) -> ShardRequest,
+        unpack: impl Fn(ShardResponse) -> Option<Vec<R>>,
+        local: impl AsyncFnOnce(Vec<T>) -> Vec<R>,
+        unavailable: R,
+    ) -> Vec<R> {
+        let total = items.len();
+        let groups = self.split_by_owner(items, key);
+        let mut out = vec![R::default(); total];
+        let mut local_group = None;
+        let mut remote = Vec::new();
+        for (owner, group) in groups {
+            let (positions, parts): (Vec<usize>, Vec<T>) = group.into_iter().unzip();
+            if owner == self.id {
+                local_group = Some((positions, parts));
+            } else {
+                let request = build(parts);
+                remote.push(async move { (positions, self.call(owner, request).await) });
+            }
+        }
+        let local_future = async {
+            match local_group {
+                Some((positions, parts)) => Some((positions, local(parts).await)),
+                None => None,
+            }
+        };
+        let (local_result, remote_results) =
+            futures::join!(local_future, futures::future::join_all(remote));
+        if let Some((positions, results)) = local_result {
+            for (i, r) in positions.into_iter().zip(results) {
+                out[i] = r;
+            }
+        }
+        for (positions, response) in remote_results {
+            let results = response.and_then(&unpack);
+            match results {
+                Some(results) if results.len() == positions.len() => {
+                    for (i, r) in positions.into_iter().zip(results) {
+                        out[i] = r;
+                    }
+                }
+                _ => {
+                    for i in positions {
+                        out[i] = unavailable.clone();
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Produces to partitions on any shard.
+    pub async fn produce(
+        self: &Rc<Self>,
+        acks: i16,
+        timeout_ms: u64,
+        parts: Vec<ProducePart>,
+    ) -> Vec<ProduceResult> {
+        let this = self.clone();
+        self.scatter(
+            parts,
+            |p| (p.topic.as_str(), p.partition),
+            |parts| ShardRequest::Produce {
+                acks,
+                timeout_ms,
+                parts,
+            },
+            |r| match r {
+                ShardResponse::Produce(v) => Some(v),
+                _ => None,
+            },
+            async move |parts| this.produce_local(acks, timeout_ms, parts).await,
+            produce_error(ErrorCode::NotLeaderOrFollower, "owner shard unavailable"),
+        )
+        .await
+    }
+
+    /// Appends to local partitions and waits for the acks level.
+    pub async fn produce_local(
+        &self,
+        acks: i16,
+        timeout_ms: u64,
+        parts: Vec<ProducePart>,
+    ) -> Vec<ProduceResult> {
+        self.flusher
+            .wait_for_space(SHARD_PENDING_WRITE_BYTES_MAX)
+            .await;
+        let now = now_ms();
+        let mut results = Vec::with_capacity(parts.len());
+        let mut waits = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let Some(partition) = self.partition(&part.topic, part.partition) else {
+                results.push(produce_error(
+                    ErrorCode::UnknownTopicOrPartition,
+                    "unknown partition",
+                ));
+                continue;
+            };
+            let appended = {
+                let mut log = partition.log.borrow_mut();
+                let appended = log.append(&part.records, now);
+                if appended.is_ok() && acks == -1 {
+                    log.request_sync();
+                }
+                appended.map(|a| (a, log.log_start_offset()))
+            };
+            match appended {
+                Ok((appended, log_start_offset)) => {
+                    self.flusher.schedule(&partition, part.records.len());
+                    results.push(ProduceResult {
+                        error_code: 0,
+                        error_message: None,
+                        base_offset: appended.base_offset,
+                        log_append_time_ms: appended.log_append_time_ms,
+                        log_start_offset,
+                    });
+                    waits.push((i, partition, appended.last_offset));
+                }
+                Err(e) => results.push(append_error(&e)),
+            }
+        }
+        if acks == 0 {
+            return results;
+        }
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        for (i, partition, last_offset) in waits {
+            let reached = partition
+                .wait_until(deadline, |log| {
+                    if acks == -1 {
+                        log.durable_offset() > last_offset
+                    } else {
+                        log.high_watermark() > last_offset
+                    }
+                })
+                .await;
+            if !reached {
+                let log = partition.log.borrow();
+                results[i] = match log.failure() {
+                    Some(reason) => produce_error(ErrorCode::KafkaStorageError, reason),
+                    None if partition.deleted.get() => {
+                        produce_error(ErrorCode::UnknownTopicOrPartition, "topic deleted")
+                    }
+                    None => produce_error(ErrorCode::RequestTimedOut, "timed out waiting for acks"),
+                };
+            }
+        }
+        results
+    }
+
+    /// Reads from partitions on any shard, without waiting.
+    pub async fn fetch(self: &Rc<Self>, parts: Vec<FetchPart>) -> Vec<FetchResult> {
+        let this = self.clone();
+        self.scatter(
+            parts,
+            |p| (p.topic.as_str(), p.partition),
+            ShardRequest::Fetch,
+            |r| match r {
+                ShardResponse::Fetch(v) => Some(v),
+                _ => None,
+            },
+            async move |parts| this.fetch_local(&parts),
+            FetchResult {
+                error_code: ErrorCode::NotLeaderOrFollower.code(),
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                records: None,
+            },
+        )
+        .await
+    }
+
+    /// Reads local partitions.
+    pub fn fetch_local(&self, parts: &[FetchPart]) -> Vec<FetchResult> {
+        parts
+            .iter()
+            .map(|part| {
+                let Some(partition) = self.partition(&part.topic, part.partition) else {
+                    return FetchResult {
+                        error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                        high_watermark: -1,
+                        last_stable_offset: -1,
+                        log_start_offset: -1,
+                        records: None,
+                    };
+                };
+                let log = partition.log.borrow();
+                let mut result = FetchResult {
+                    error_code: 0,
+                    high_watermark: log.high_watermark(),
+                    last_stable_offset: log.high_watermark(),
+                    log_start_offset: log.log_start_offset(),
+                    records: None,
+                };
+                match log.read(part.offset, part.max_bytes) {
+                    Ok(slice) => result.records = slice,
+                    Err(ReadError::OutOfRange) => {
+                        result.error_code = ErrorCode::OffsetOutOfRange.code()
+                    }
+                    Err(ReadError::Io(e)) => {
+                        log::error!("read {}-{}: {e}", part.topic, part.partition);
+                        result.error_code = ErrorCode::KafkaStorageError.code();
+                    }
+                }
+                result
+            })
+            .collect()
+    }
+
+    /// Waits until any of the local `parts` has data past its offset.
+    pub async fn wait_for_data_local(&self, parts: &[(String, i32, i64)], deadline: Instant) {
+        let waits: Vec<_> = parts
+            .iter()
+            .filter_map(|(topic, p, offset)| {
+                let partition = self.partition(topic, *p)?;
+                let offset = *offset;
+                Some(async move {
+                    partition
+                        .wait_until(deadline, |log| log.high_watermark() > offset)
+                        .await
+                })
+            })
+            .map(Box::pin)
+            .collect();
+        if waits.is_empty() {
+            let now = Instant::now();
+            if deadline > now {
+                glommio::timer::sleep(deadline - now).await;
+            }
+            return;
+        }
+        futures::future::select_all(waits).await;
+    }
+
+    /// Waits until any of `parts` (on any shard) has data past its offset.
+    pub async fn wait_for_data(self: &Rc<Self>, parts: Vec<(String, i32, i64)>, deadline: Instant) {
+        let groups = self.split_by_owner(parts, |p| (p.0.as_str(), p.1));
+        let mut waits: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = Vec::new();
+        for (owner, group) in groups {
+            let parts: Vec<_> = group.into_iter().map(|(_, p)| p).collect();
+            if owner == self.id {
+                let this = self.clone();
+                waits.push(Box::pin(async move {
+                    this.wait_for_data_local(&parts, deadline).await
+                }));
+            } else {
+                let this = self.clone();
+                waits.push(Box::pin(async move {
+                    this.call(owner, ShardRequest::WaitForData { parts, deadline })
+                        .await;
+                }));
+            }
+        }
+        if !waits.is_empty() {
+            futures::future::select_all(waits).await;
+        }
+    }
+
+    /// ListOffsets across shards.
+    pub async fn list_offsets(
+        self: &Rc<Self>,
+        parts: Vec<ListOffsetsPart>,
+    ) -> Vec<ListOffsetsResult> {
+        let this = self.clone();
+        self.scatter(
+            parts,
+            |p| (p.topic.as_str(), p.partition),
+            ShardRequest::ListOffsets,
+            |r| match r {
+                ShardResponse::ListOffsets(v) => Some(v),
+                _ => None,
+            },
+            async move |parts| this.list_offsets_local(&parts),
+            ListOffsetsResult {
+                error_code: ErrorCode::NotLeaderOrFollower.code(),
+                timestamp: -1,
+                offset: -1,
+            },
+        )
+        .await
+    }
+
+    /// ListOffsets on local partitions.
+    pub fn list_offsets_local(&self, parts: &[ListOffsetsPart]) -> Vec<ListOffsetsResult> {
+        parts
+            .iter()
+            .map(|part| {
+                let Some(partition) = self.partition(&part.topic, part.partition) else {
+                    return ListOffsetsResult {
+                        error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                        timestamp: -1,
+                        offset: -1,
+                    };
+                };
+                let log = partition.log.borrow();
+                let found = match part.timestamp {
+                    -1 => Ok(Some((log.high_watermark(), -1))),
+                    -2 | -4 => Ok(Some((log.log_start_offset(), -1))),
+                    -3 => Ok(Some(
+                        log.max_timestamp_offset()
+                            .map_or((-1, -1), |(ts, o)| (o, ts)),
+                    )),
+                    ts if ts >= 0 => log.offset_for_timestamp(ts),
+                    _ => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "bad timestamp",
+                    )),
+                };
+                match found {
+                    Ok(Some((offset, timestamp))) => ListOffsetsResult {
+                        error_code: 0,
+                        timestamp,
+                        offset,
+                    },
+                    Ok(None) => ListOffsetsResult {
+                        error_code: 0,
+                        timestamp: -1,
+                        offset: -1,
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => ListOffsetsResult {
+                        error_code: ErrorCode::InvalidRequest.code(),
+                        timestamp: -1,
+                        offset: -1,
+                    },
+                    Err(e) => {
+                        log::error!("list offsets {}-{}: {e}", part.topic, part.partition);
+                        ListOffsetsResult {
+                            error_code: ErrorCode::KafkaStorageError.code(),
+                            timestamp: -1,
+                            offset: -1,
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Runs a metadata change on shard 0 (directly if this is shard 0).
+    pub async fn admin(self: &Rc<Self>, request: AdminRequest) -> Vec<AdminResult> {
+        if self.id == ShardId(0) {
+            return self.admin_local(request).await;
+        }
+        match self.call(ShardId(0), ShardRequest::Admin(request)).await {
+            Some(ShardResponse::Admin(results)) => results,
+            _ => vec![AdminResult {
+                error_code: ErrorCode::UnknownServerError.code(),
+                message: Some("metadata shard unavailable".into()),
+                topic: None,
+            }],
+        }
+    }
+
+    async fn admin_local(self: &Rc<Self>, request: AdminRequest) -> Vec<AdminResult> {
+        assert_eq!(self.id, ShardId(0), "metadata changes run on shard 0");
+        let Ok(_permit) = self.admin_lock.acquire_permit(1).await else {
+            return vec![AdminResult::default()];
+        };
+        let mut catalog = (*self.catalog()).clone();
+        let opens_partitions = matches!(
+            request,
+            AdminRequest::CreateTopics { .. } | AdminRequest::CreatePartitions { .. }
+        );
+        let (results, changed) =
+            crate::admin::apply(&mut catalog, request, self.config.num_partitions);
+        if changed {
+            catalog.version += 1;
+            let data_dir = self.config.data_dir.clone();
+            let to_save = catalog.clone();
+            let saved = glommio::executor()
+                .spawn_blocking(move || to_save.save(&data_dir))
+                .await;
+            if let Err(e) = saved {
+                log::error!("persisting topic metadata failed: {e}");
+                return results
+                    .into_iter()
+                    .map(|_| AdminResult {
+                        error_code: ErrorCode::KafkaStorageError.code(),
+                        message: Some(format!("persisting metadata failed: {e}")),
+                        topic: None,
+                    })
+                    .collect();
+            }
+            let failure = self.broadcast_catalog(Arc::new(catalog)).await;
+            if let (Some(failure), true) = (failure, opens_partitions) {
+                // The change is recorded, but some partitions cannot serve.
+                return results
+                    .into_iter()
+                    .map(|r| {
+                        if r.error_code == 0 && r.topic.is_some() {
+                            AdminResult {
+                                error_code: ErrorCode::KafkaStorageError.code(),
+                                message: Some(failure.clone()),
+                                topic: r.topic,
+                            }
+                        } else {
+                            r
+                        }
+                    })
+                    .collect();
+            }
+        }
+        results
+    }
+
+    /// Sends the catalog to every shard and waits until all have applied
+    /// it. Returns the first failure to open partitions, if any.
+    async fn broadcast_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) -> Option<String> {
+        let others = (0..self.count)
+            .map(ShardId)
+            .filter(|s| *s != self.id)
+            .map(|s| self.call(s, ShardRequest::ApplyCatalog(catalog.clone())));
+        let (local, remote) = futures::join!(
+            self.apply_catalog(catalog.clone()),
+            futures::future::join_all(others)
+        );
+        local.or_else(|| {
+            remote.into_iter().find_map(|r| match r {
+                Some(ShardResponse::Applied(failure)) => failure,
+                Some(_) => None,
+                None => Some("a shard did not answer".to_string()),
+            })
+        })
+    }
+
+    /// A new producer id, unique across shards and restarts: the clock in
+    /// milliseconds times 256, strictly increasing per shard, interleaved by
+    /// shard id.
+    pub fn next_producer_id(&self) -> i64 {
+        let candidate = (now_ms() << 8).max(self.producer_id_last.get() + 1);
+        self.producer_id_last.set(candidate);
+        candidate * self.count as i64 + self.id.0 as i64
+    }
+
+    /// Graceful shutdown, once no request is in flight on any shard: closes
+    /// every local partition to appends, writes and syncs everything
+    /// appended before, and only then writes index files and producer
+    /// snapshots and cuts active segments to their data, so that what is
+    /// written describes exactly what is on disk.
+    pub async fn close_and_flush(&self, deadline: Instant) {
+        // Retention deleting files finishes first (it starts no more).
+        let _retention = self.retention_lock.acquire_permit(1).await;
+        let partitions: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| !p.deleted.get())
+            .cloned()
+            .collect();
+        if !self.flusher.close_and_drain(&partitions, deadline).await {
+            let unsettled = partitions.iter().filter(|p| !p.is_settled()).count();
+            log::error!(
+                "{}: {unsettled} partition(s) still writing at the shutdown deadline; recovery will check them at the next start",
+                self.id
+            );
+        }
+        let mut files = Vec::new();
+        let mut trims = Vec::new();
+        for partition in &partitions {
+            if !partition.is_settled() {
+                continue;
+            }
+            let shutdown = partition.log.borrow().shutdown_files();
+            files.extend(shutdown.files);
+            trims.extend(shutdown.trim);
+        }
+        let data_dir = self.config.data_dir.clone();
+        let written = glommio::executor()
+            .spawn_blocking(move || {
+                ringbroker_storage::log::write_files_then_syncfs(&files, &trims, &data_dir)
+            })
+            .await;
+        if let Err(e) = written {
+            log::error!("{}: writing index files at shutdown failed: {e}", self.id);
+        }
+    }
+
+    /// Deletes segments past retention on local partitions.
+    pub async fn enforce_retention(&self) {
+        let Ok(_permit) = self.retention_lock.acquire_permit(1).await else {
+            return;
+        };
+        if self.is_stopping() {
+            return;
+        }
+        let now = now_ms();
+        let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+        for partition in partitions {
+            let expired = partition.log.borrow_mut().take_expired_segments(now);
+            if expired.is_empty() {
+                continue;
+            }
+            let paths: Vec<PathBuf> = expired
+                .iter()
+                .flat_map(|s| {
+                    let (index, time) = s.index_paths();
+                    [s.path.clone(), index, time]
+                })
+                .collect();
+            log::info!(
+                "{}-{}: retention deleted {} segment(s)",
+                partition.topic,
+                partition.index,
+                expired.len()
+            );
+            drop(expired);
+            let removed = glommio::executor()
+                .spawn_blocking(move || {
+                    for path in paths {
+                        if let Err(e) = std::fs::remove_file(&path) {
+                            if e.kind() != std::io::ErrorKind::NotFound {
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = removed {
+                log::error!("retention on {}-{}: {e}", partition.topic, partition.index);
+            }
+        }
+    }
+}
+
+fn produce_error(code: ErrorCode, message: &str) -> ProduceResult {
+    ProduceResult {
+        error_code: code.code(),
+        error_message: Some(message.to_string()),
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+    }
+}
+
+fn append_error(e: &AppendError) -> ProduceResult {
+    let code = match e {
+        AppendError::Corrupt(_) | AppendError::Empty => ErrorCode::CorruptMessage,
+        AppendError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+        AppendError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+        AppendError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        AppendError::StorageFailed(_) => ErrorCode::KafkaStorageError,
+        AppendError::Closed => ErrorCode::NotLeaderOrFollower,
+    };
+    produce_error(code, &e.to_string())
+}
