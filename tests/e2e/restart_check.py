@@ -59,20 +59,25 @@ class FlatOutProducer:
             # errors still print.
             "log_level": 0,
         })
-        self.lock = threading.Lock()
+        # Written by delivery callbacks, which run in whichever thread polls;
+        # dict stores and list appends are atomic under the GIL, so no lock
+        # (with a lock, flush() once hung on it forever).
         self.acked = {}  # value index -> offset
-        self.errors = collections.Counter()  # error name -> count
+        self.error_names = []
         self.fatal = None
         self.sent = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _report(self, err, msg):
-        with self.lock:
-            if err is None:
-                self.acked[index_of(msg.value())] = msg.offset()
-            else:
-                self.errors[err.name()] += 1
+        if err is None:
+            self.acked[index_of(msg.value())] = msg.offset()
+        else:
+            self.error_names.append(err.name())
+
+    @property
+    def errors(self):
+        return collections.Counter(self.error_names)
 
     def _run(self):
         deadline = time.monotonic() + 900
@@ -96,14 +101,15 @@ class FlatOutProducer:
         return self
 
     def acked_count(self):
-        with self.lock:
-            return len(self.acked)
+        return len(self.acked)
 
     def stop(self, flush_timeout=60):
         """Stops producing and waits (bounded) for outstanding deliveries.
         Returns how many messages were still queued (purged)."""
         self.stopping.set()
         self.thread.join(30)
+        if self.thread.is_alive():
+            raise AssertionError("the producer thread did not stop")
         self.producer.flush(flush_timeout)
         left = len(self.producer)
         if left:
