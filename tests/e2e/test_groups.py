@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import wait_until
+from conftest import BIN, wait_until
 
 FAST = ["--override", "group.initial.rebalance.delay.ms=0"]
 
@@ -335,7 +335,7 @@ def test_admin_list_describe_delete(gbroker):
 
 def test_lag_tool(gbroker):
     import pathlib
-    tool = pathlib.Path(os.environ.get("RINGBROKER_BIN", "target/release/ringbroker")).with_name("ringbroker-groups")
+    tool = pathlib.Path(BIN).with_name("ringbroker-groups")
     create(gbroker, "lag", 2)
     produce(gbroker, "lag", 40, 2)
     a = GroupConsumer(gbroker, "g-lag", "lag", **{"enable.auto.commit": False})

@@ -1,6 +1,10 @@
-//! Cluster metadata: topics, their ids, partition counts and config
-//! overrides. Shard 0 owns changes and persists them; every shard holds a
-//! read-only copy (`Arc<Catalog>`) replaced wholesale on each change.
+//! Cluster metadata: brokers, topics with their ids, config overrides and,
+//! per partition, the replica list, leader, leader epoch and ISR (Kafka's
+//! `PartitionRecord`). Shard 0 owns changes and persists them; every shard
+//! holds a read-only copy (`Arc<Catalog>`) replaced wholesale on each
+//! change. On a single node every partition has one replica, this node,
+//! which leads it; the shapes are the cluster's so replication can fill
+//! them in.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,6 +19,52 @@ use ringbroker_protocol::limits::TOPIC_NAME_BYTES_MAX;
 pub const META_DIR: &str = "ringbroker.meta";
 const CATALOG_FILE: &str = "topics.json";
 
+/// A broker of the cluster, as clients see it in Metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerMeta {
+    /// Broker id (`node.id`).
+    pub id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: u16,
+    /// Rack, when configured (`broker.rack`).
+    #[serde(default)]
+    pub rack: Option<String>,
+    /// A fenced broker leads nothing and is not listed to clients.
+    #[serde(default)]
+    pub fenced: bool,
+}
+
+/// Replication metadata of one partition (Kafka's `PartitionRecord`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// Brokers holding a replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas (a subset of `replicas`).
+    pub isr: Vec<i32>,
+    /// The leader's broker id, -1 when there is none.
+    pub leader: i32,
+    /// Bumped on every leader change; stamped into appended batches.
+    pub leader_epoch: i32,
+    /// Bumped on every change of this record (leader, ISR, replicas).
+    pub partition_epoch: i32,
+}
+
+impl PartitionMeta {
+    /// A new partition on `replicas`, led by the first, all in sync.
+    pub fn new(replicas: Vec<i32>) -> PartitionMeta {
+        assert!(!replicas.is_empty(), "a partition needs a replica");
+        PartitionMeta {
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+}
+
 /// One topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TopicMeta {
@@ -22,10 +72,38 @@ pub struct TopicMeta {
     pub name: String,
     /// Topic id (Kafka's UUID), as 16 bytes.
     pub id: [u8; 16],
-    /// Number of partitions.
-    pub partitions: i32,
+    /// One entry per partition, indexed by partition number. (Catalogs
+    /// written before replication metadata existed hold a count here; they
+    /// load as partitions with no replicas, which `Catalog::adopt_orphans`
+    /// gives to this node.)
+    #[serde(deserialize_with = "partitions_or_count")]
+    pub partitions: Vec<PartitionMeta>,
     /// Per-topic config overrides (Kafka names).
     pub configs: BTreeMap<String, String>,
+}
+
+fn partitions_or_count<'de, D>(deserializer: D) -> Result<Vec<PartitionMeta>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Count(i32),
+        List(Vec<PartitionMeta>),
+    }
+    Ok(match Stored::deserialize(deserializer)? {
+        Stored::List(list) => list,
+        Stored::Count(n) => (0..n.max(0))
+            .map(|_| PartitionMeta {
+                replicas: Vec::new(),
+                isr: Vec::new(),
+                leader: -1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            })
+            .collect(),
+    })
 }
 
 impl TopicMeta {
@@ -37,6 +115,16 @@ impl TopicMeta {
     pub fn is_internal(&self) -> bool {
         self.name == "__consumer_offsets"
     }
+    /// Number of partitions.
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+    /// The metadata of partition `index`, if it exists.
+    pub fn partition(&self, index: i32) -> Option<&PartitionMeta> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
 }
 
 /// The whole metadata state.
@@ -46,8 +134,18 @@ pub struct Catalog {
     pub cluster_id: String,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Registered brokers by id.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerMeta>,
+    /// The active controller's id (-1 when unknown).
+    #[serde(default = "no_controller")]
+    pub controller_id: i32,
     /// Incremented on every change.
     pub version: u64,
+}
+
+fn no_controller() -> i32 {
+    -1
 }
 
 impl Catalog {
@@ -92,6 +190,52 @@ impl Catalog {
     /// Finds a topic by id.
     pub fn by_id(&self, id: &[u8; 16]) -> Option<&TopicMeta> {
         self.topics.values().find(|t| &t.id == id)
+    }
+
+    /// Ids of brokers that may hold leaders and replicas (registered, not
+    /// fenced), ascending.
+    pub fn live_brokers(&self) -> Vec<i32> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect()
+    }
+
+    /// The single-node cluster: `broker` is the only broker and the
+    /// controller and the one replica and leader of every partition.
+    /// Partitions without replicas (from a catalog written before
+    /// replication metadata existed) start at leader epoch 0; partitions
+    /// that named another broker (the node id changed) move here with their
+    /// leader epoch bumped. Returns whether anything changed.
+    pub fn adopt_single_node(&mut self, broker: BrokerMeta) -> bool {
+        let id = broker.id;
+        let mut changed = false;
+        if self.brokers.len() != 1 || self.brokers.get(&id) != Some(&broker) {
+            self.brokers = BTreeMap::from([(id, broker)]);
+            changed = true;
+        }
+        if self.controller_id != id {
+            self.controller_id = id;
+            changed = true;
+        }
+        for topic in self.topics.values_mut() {
+            for partition in &mut topic.partitions {
+                if partition.replicas.is_empty() {
+                    *partition = PartitionMeta::new(vec![id]);
+                    changed = true;
+                } else if partition.replicas != [id] || partition.leader != id {
+                    let moved = PartitionMeta::new(vec![id]);
+                    *partition = PartitionMeta {
+                        leader_epoch: partition.leader_epoch + 1,
+                        partition_epoch: partition.partition_epoch + 1,
+                        ..moved
+                    };
+                    changed = true;
+                }
+            }
+        }
+        changed
     }
 }
 
@@ -180,7 +324,7 @@ mod tests {
             TopicMeta {
                 name: "t".into(),
                 id: [7; 16],
-                partitions: 3,
+                partitions: vec![PartitionMeta::new(vec![1]); 3],
                 configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
             },
         );
@@ -189,5 +333,27 @@ mod tests {
         let loaded = Catalog::load_or_create(dir.path()).unwrap();
         assert_eq!(loaded, catalog);
         assert_eq!(loaded.by_id(&[7; 16]).unwrap().name, "t");
+    }
+
+    /// A catalog written before replication metadata existed (a partition
+    /// count per topic, no brokers) loads and is adopted by this node.
+    #[test]
+    fn loads_a_catalog_with_partition_counts() {
+        let old = r#"{"cluster_id":"abc","topics":{"t":{"name":"t","id":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16],"partitions":2,"configs":{}}},"version":4}"#;
+        let mut catalog: Catalog = serde_json::from_str(old).unwrap();
+        assert_eq!(catalog.topics["t"].partition_count(), 2);
+        assert_eq!(catalog.controller_id, -1);
+        let me = BrokerMeta {
+            id: 3,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+            fenced: false,
+        };
+        assert!(catalog.adopt_single_node(me.clone()));
+        let p = catalog.topics["t"].partition(1).unwrap();
+        assert_eq!((p.leader, &p.replicas, &p.isr), (3, &vec![3], &vec![3]));
+        assert_eq!(catalog.live_brokers(), vec![3]);
+        assert!(!catalog.adopt_single_node(me));
     }
 }

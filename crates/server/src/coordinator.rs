@@ -394,7 +394,7 @@ pub fn placement(shard: &Shard, group: &str) -> (i32, ringbroker_shards::ShardId
         .catalog()
         .topics
         .get(OFFSETS_TOPIC)
-        .map_or(1, |m| m.partitions);
+        .map_or(1, |m| m.partition_count());
     let partition = store::partition_for(group, partitions);
     (partition, shard.owner(OFFSETS_TOPIC, partition))
 }

@@ -103,8 +103,8 @@ pub enum AdminRequest {
     DeleteTopics(Vec<String>),
     /// Grow topics to a new partition count.
     CreatePartitions {
-        /// (topic, new total count).
-        topics: Vec<(String, i32)>,
+        /// The topics to grow.
+        topics: Vec<NewPartitions>,
         /// Only check, change nothing.
         validate_only: bool,
     },
@@ -117,10 +117,28 @@ pub enum AdminRequest {
 pub struct NewTopic {
     /// Topic name.
     pub name: String,
-    /// Partition count.
+    /// Partition count (-1: num.partitions).
     pub partitions: i32,
+    /// Replicas per partition (-1: default.replication.factor).
+    pub replication_factor: i16,
+    /// Broker ids per partition, numbered from 0, when the client placed
+    /// the replicas itself (then `partitions` and `replication_factor` are
+    /// -1).
+    pub assignments: Vec<Vec<i32>>,
     /// Config overrides.
     pub configs: BTreeMap<String, String>,
+}
+
+/// Partitions to add to a topic.
+#[derive(Clone, Debug)]
+pub struct NewPartitions {
+    /// Topic name.
+    pub topic: String,
+    /// The new total partition count.
+    pub count: i32,
+    /// Broker ids per new partition when the client placed them (else
+    /// empty).
+    pub assignments: Vec<Vec<i32>>,
 }
 
 /// Per-item outcome of an admin request: Kafka error code and message.

@@ -253,12 +253,37 @@ fn watch_signals() -> Result<mpsc::Receiver<i32>, StartupError> {
     Ok(rx)
 }
 
-/// Creates the internal `__consumer_offsets` topic on first start.
-fn ensure_offsets_topic(catalog: &mut Catalog, config: &BrokerConfig) -> Result<(), StartupError> {
+/// Makes this node the single broker of its catalog (see
+/// `Catalog::adopt_single_node`) and creates the internal
+/// `__consumer_offsets` topic on first start; persists what changed.
+fn prepare_catalog(catalog: &mut Catalog, config: &BrokerConfig) -> Result<(), StartupError> {
     use crate::coordinator::OFFSETS_TOPIC;
-    if catalog.topics.contains_key(OFFSETS_TOPIC) {
+    let me = crate::catalog::BrokerMeta {
+        id: config.node_id,
+        host: config.advertised_host.clone(),
+        port: config.advertised_port,
+        rack: None,
+        fenced: false,
+    };
+    let mut changed = catalog.adopt_single_node(me);
+    if !catalog.topics.contains_key(OFFSETS_TOPIC) {
+        insert_offsets_topic(catalog, config);
+        changed = true;
+    }
+    if !changed {
         return Ok(());
     }
+    catalog.version += 1;
+    catalog.save(&config.data_dir).map_err(|e| {
+        fail(format!(
+            "cannot write topic metadata in {}: {e}",
+            config.data_dir.display()
+        ))
+    })
+}
+
+fn insert_offsets_topic(catalog: &mut Catalog, config: &BrokerConfig) {
+    use crate::coordinator::OFFSETS_TOPIC;
     let mut configs = std::collections::BTreeMap::new();
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
     configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
@@ -267,17 +292,12 @@ fn ensure_offsets_topic(catalog: &mut Catalog, config: &BrokerConfig) -> Result<
         crate::catalog::TopicMeta {
             name: OFFSETS_TOPIC.to_string(),
             id: *uuid::Uuid::new_v4().as_bytes(),
-            partitions: config.offsets_topic_num_partitions,
+            partitions: (0..config.offsets_topic_num_partitions)
+                .map(|_| crate::catalog::PartitionMeta::new(vec![config.node_id]))
+                .collect(),
             configs,
         },
     );
-    catalog.version += 1;
-    catalog.save(&config.data_dir).map_err(|e| {
-        fail(format!(
-            "cannot write topic metadata in {}: {e}",
-            config.data_dir.display()
-        ))
-    })
 }
 
 /// Runs the broker until SIGTERM/SIGINT. Returns after a graceful shutdown.
@@ -301,7 +321,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
             config.data_dir.display()
         ))
     })?;
-    ensure_offsets_topic(&mut catalog, &config)?;
+    prepare_catalog(&mut catalog, &config)?;
     let catalog = Arc::new(catalog);
     let signals = watch_signals()?;
 

@@ -230,8 +230,11 @@ impl Shard {
         let now = now_ms();
         for meta in catalog.topics.values() {
             let log_config = self.topic_log_config(meta);
-            for p in 0..meta.partitions {
-                if self.owner(&meta.name, p) != self.id {
+            for (p, replicas) in meta.partitions.iter().enumerate() {
+                let p = p as i32;
+                if !replicas.replicas.contains(&self.config.node_id)
+                    || self.owner(&meta.name, p) != self.id
+                {
                     continue;
                 }
                 let key = (meta.name.clone(), p);
@@ -265,7 +268,8 @@ impl Shard {
                     catalog
                         .topics
                         .get(topic)
-                        .is_none_or(|meta| *p >= meta.partitions)
+                        .and_then(|meta| meta.partition(*p))
+                        .is_none_or(|meta| !meta.replicas.contains(&self.config.node_id))
                 })
                 .cloned()
                 .collect();
@@ -706,8 +710,7 @@ impl Shard {
             request,
             AdminRequest::CreateTopics { .. } | AdminRequest::CreatePartitions { .. }
         );
-        let (results, changed) =
-            crate::admin::apply(&mut catalog, request, self.config.num_partitions);
+        let (results, changed) = crate::admin::apply(&mut catalog, request, &self.admin_defaults());
         if changed {
             catalog.version += 1;
             let data_dir = self.config.data_dir.clone();
@@ -746,6 +749,14 @@ impl Shard {
             }
         }
         results
+    }
+
+    /// The broker defaults admin changes fall back to.
+    fn admin_defaults(&self) -> crate::admin::AdminDefaults {
+        crate::admin::AdminDefaults {
+            partitions: self.config.num_partitions,
+            replication_factor: self.config.default_replication_factor,
+        }
     }
 
     /// Sends the catalog to every shard and waits until all have applied

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use super::{str_bytes, topic_name};
 use crate::dispatch::{Context, DispatchError, Response};
-use crate::messages::AdminRequest;
+use crate::messages::{AdminRequest, NewPartitions};
 use crate::shard::Shard;
 use ringbroker_protocol::errors::ErrorCode;
 
@@ -19,8 +19,6 @@ pub async fn handle(
     mut body: Bytes,
 ) -> Result<Response, DispatchError> {
     let request: CreatePartitionsRequest = ctx.decode(&mut body)?;
-    let node_id = shard.config.node_id;
-    let catalog = shard.catalog();
     let guards: Vec<Option<(i16, String)>> = request
         .topics
         .iter()
@@ -37,29 +35,26 @@ pub async fn handle(
                     "Duplicate topic in request.".into(),
                 ));
             }
-            let current = catalog.topics.get(name).map(|m| m.partitions)?;
-            let assignments = t.assignments.as_deref().unwrap_or_default();
-            let expected_new = usize::try_from(t.count - current).unwrap_or(0);
-            if !assignments.is_empty()
-                && (assignments.len() != expected_new
-                    || assignments
-                        .iter()
-                        .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node_id))
-            {
-                return Some((
-                    ErrorCode::InvalidReplicaAssignment.code(),
-                    format!("Each new partition must be assigned to broker {node_id} alone."),
-                ));
-            }
+            // Unknown topics, counts and assignments are judged by the
+            // metadata change itself.
             None
         })
         .collect();
-    let items: Vec<(String, i32)> = request
+    let items: Vec<NewPartitions> = request
         .topics
         .iter()
         .zip(&guards)
         .filter(|(_, g)| g.is_none())
-        .map(|(t, _)| (t.name.0.to_string(), t.count))
+        .map(|(t, _)| NewPartitions {
+            topic: t.name.0.to_string(),
+            count: t.count,
+            assignments: t
+                .assignments
+                .iter()
+                .flatten()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect(),
+        })
         .collect();
     let mut results = if items.is_empty() {
         Vec::new()

@@ -46,7 +46,6 @@ pub async fn handle(
     mut body: Bytes,
 ) -> Result<Response, DispatchError> {
     let request: CreateTopicsRequest = ctx.decode(&mut body)?;
-    let node_id = shard.config.node_id;
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for topic in &request.topics {
         *counts.entry(topic.name.0.as_str()).or_default() += 1;
@@ -80,25 +79,23 @@ pub async fn handle(
                     "Both numPartitions or replicationFactor and replicasAssignments were set."
                         .into(),
                 ))
-            } else if topic.assignments.iter().enumerate().any(|(i, a)| {
-                a.partition_index != i as i32
-                    || a.broker_ids.len() != 1
-                    || a.broker_ids[0].0 != node_id
-            }) {
+            } else if topic
+                .assignments
+                .iter()
+                .enumerate()
+                .any(|(i, a)| a.partition_index != i as i32)
+            {
                 Some(failure(
                     ErrorCode::InvalidReplicaAssignment,
-                    format!("Replica assignments must name broker {node_id} once per partition, partitions numbered from 0."),
+                    "Replica assignments must cover partitions 0..n in order.".into(),
                 ))
             } else {
                 None
             }
-        } else if topic.replication_factor != -1 && topic.replication_factor != 1 {
+        } else if topic.replication_factor == 0 || topic.replication_factor < -1 {
             Some(failure(
                 ErrorCode::InvalidReplicationFactor,
-                format!(
-                    "Unable to replicate the partition {} time(s): The target replication factor of {} cannot be reached because only 1 broker(s) are registered.",
-                    topic.replication_factor, topic.replication_factor
-                ),
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
             ))
         } else if topic.num_partitions == 0 || topic.num_partitions < -1 {
             Some(failure(
@@ -122,14 +119,15 @@ pub async fn handle(
             Some(e) => results.push(Some(e)),
             None => {
                 results.push(None);
-                let partitions = if topic.assignments.is_empty() {
-                    topic.num_partitions
-                } else {
-                    topic.assignments.len() as i32
-                };
                 to_create.push(NewTopic {
                     name: name.to_string(),
-                    partitions,
+                    partitions: topic.num_partitions,
+                    replication_factor: topic.replication_factor,
+                    assignments: topic
+                        .assignments
+                        .iter()
+                        .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                        .collect(),
                     configs,
                 });
             }
@@ -166,8 +164,10 @@ pub async fn handle(
             if let Some(meta) = &r.topic {
                 entry = entry
                     .with_topic_id(meta.uuid())
-                    .with_num_partitions(meta.partitions)
-                    .with_replication_factor(1);
+                    .with_num_partitions(meta.partition_count())
+                    .with_replication_factor(
+                        meta.partition(0).map_or(-1, |p| p.replicas.len() as i16),
+                    );
                 if ctx.version >= 5 {
                     let configs =
                         TopicConfig::describe(defaults, &meta.configs, &shard.config.explicit)

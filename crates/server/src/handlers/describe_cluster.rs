@@ -1,4 +1,5 @@
-//! DescribeCluster: this broker is the whole cluster and its controller.
+//! DescribeCluster: the registered brokers and the controller, from the
+//! catalog.
 
 use std::rc::Rc;
 
@@ -17,16 +18,24 @@ pub fn handle(
     mut body: Bytes,
 ) -> Result<Response, DispatchError> {
     let request: DescribeClusterRequest = ctx.decode(&mut body)?;
-    let config = &shard.config;
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(config.node_id))
-        .with_host(str_bytes(&config.advertised_host))
-        .with_port(i32::from(config.advertised_port));
+    let catalog = shard.catalog();
+    let brokers = catalog
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type.max(1))
-        .with_cluster_id(str_bytes(&shard.catalog().cluster_id))
-        .with_controller_id(BrokerId(config.node_id))
-        .with_brokers(vec![broker])
+        .with_cluster_id(str_bytes(&catalog.cluster_id))
+        .with_controller_id(BrokerId(catalog.controller_id))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN);
     ctx.respond(&response)
 }

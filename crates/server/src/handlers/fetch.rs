@@ -69,7 +69,7 @@ pub async fn handle(
         let mut slots = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let slot = match meta {
-                Some(m) if p.partition >= 0 && p.partition < m.partitions => {
+                Some(m) if m.partition(p.partition).is_some() => {
                     parts.push(FetchPart {
                         topic: name.clone(),
                         partition: p.partition,

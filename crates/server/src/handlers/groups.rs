@@ -8,8 +8,9 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::*;
 
 use super::{str_bytes, topic_name};
+use crate::catalog::BrokerMeta;
 use crate::coordinator::codes::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID};
-use crate::coordinator::{GroupCall, GroupReply, SyncArgs};
+use crate::coordinator::{GroupCall, GroupReply, SyncArgs, OFFSETS_TOPIC};
 use crate::dispatch::{Context, DispatchError, Response};
 use crate::shard::Shard;
 use ringbroker_protocol::errors::ErrorCode;
@@ -22,25 +23,43 @@ fn opt_string(s: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> 
     s.as_ref().map(|s| s.to_string())
 }
 
-/// FindCoordinator: this broker coordinates every group.
+/// FindCoordinator: the coordinator of a group is the leader of the
+/// group's `__consumer_offsets` partition, as the catalog records it.
 pub fn find_coordinator(
     shard: &Rc<Shard>,
     ctx: &Context,
     mut body: Bytes,
 ) -> Result<Response, DispatchError> {
     let request: FindCoordinatorRequest = ctx.decode(&mut body)?;
-    let config = &shard.config;
-    let answer = |key: &str| -> (i16, Option<&'static str>) {
+    let catalog = shard.catalog();
+    // (error, message, broker) for one key.
+    let answer = |key: &str| -> (ErrorCode, Option<&'static str>, Option<&BrokerMeta>) {
         if request.key_type != 0 {
-            (
-                COORDINATOR_NOT_AVAILABLE,
+            return (
+                ErrorCode::CoordinatorNotAvailable,
                 Some("only group coordinators are available"),
-            )
-        } else if key.is_empty() {
-            (INVALID_GROUP_ID, Some("empty group id"))
-        } else {
-            (0, None)
+                None,
+            );
         }
+        if key.is_empty() {
+            return (ErrorCode::InvalidGroupId, Some("empty group id"), None);
+        }
+        let leader = catalog.topics.get(OFFSETS_TOPIC).and_then(|meta| {
+            let index = ringbroker_groups::partition_for(key, meta.partition_count());
+            meta.partition(index).map(|p| p.leader)
+        });
+        match leader.and_then(|id| catalog.brokers.get(&id)) {
+            Some(broker) if !broker.fenced => (ErrorCode::None, None, Some(broker)),
+            _ => (
+                ErrorCode::CoordinatorNotAvailable,
+                Some("the group's offsets partition has no leader"),
+                None,
+            ),
+        }
+    };
+    let endpoint = |broker: Option<&BrokerMeta>| match broker {
+        Some(b) => (BrokerId(b.id), str_bytes(&b.host), i32::from(b.port)),
+        None => (BrokerId(-1), str_bytes(""), -1),
     };
     let mut response = FindCoordinatorResponse::default();
     if ctx.version >= 4 {
@@ -48,39 +67,25 @@ pub fn find_coordinator(
             .coordinator_keys
             .iter()
             .map(|key| {
-                let (code, message) = answer(key.as_str());
+                let (code, message, broker) = answer(key.as_str());
+                let (node, host, port) = endpoint(broker);
                 Coordinator::default()
                     .with_key(key.clone())
-                    .with_node_id(BrokerId(if code == 0 { config.node_id } else { -1 }))
-                    .with_host(str_bytes(if code == 0 {
-                        &config.advertised_host
-                    } else {
-                        ""
-                    }))
-                    .with_port(if code == 0 {
-                        i32::from(config.advertised_port)
-                    } else {
-                        -1
-                    })
-                    .with_error_code(code)
+                    .with_node_id(node)
+                    .with_host(host)
+                    .with_port(port)
+                    .with_error_code(code.code())
                     .with_error_message(message.map(str_bytes))
             })
             .collect();
     } else {
-        let (code, message) = answer(request.key.as_str());
+        let (code, message, broker) = answer(request.key.as_str());
+        let (node, host, port) = endpoint(broker);
         response = response
-            .with_error_code(code)
-            .with_node_id(BrokerId(if code == 0 { config.node_id } else { -1 }))
-            .with_host(str_bytes(if code == 0 {
-                &config.advertised_host
-            } else {
-                ""
-            }))
-            .with_port(if code == 0 {
-                i32::from(config.advertised_port)
-            } else {
-                -1
-            });
+            .with_error_code(code.code())
+            .with_node_id(node)
+            .with_host(host)
+            .with_port(port);
         if ctx.version >= 1 {
             response = response.with_error_message(message.map(str_bytes));
         }
@@ -277,8 +282,7 @@ pub async fn offset_commit(
         let name = t.name.0.to_string();
         let meta = catalog.topics.get(&name);
         for p in &t.partitions {
-            let known =
-                meta.is_some_and(|m| p.partition_index >= 0 && p.partition_index < m.partitions);
+            let known = meta.is_some_and(|m| m.partition(p.partition_index).is_some());
             offsets.push((
                 name.clone(),
                 p.partition_index,

@@ -24,7 +24,8 @@ pub async fn handle(
     let request: ListOffsetsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let mut parts = Vec::new();
-    let mut rows: Vec<Vec<Result<usize, i16>>> = Vec::new();
+    let mut rows: Vec<Vec<Result<(usize, i32), i16>>> = Vec::new();
+    let node_id = shard.config.node_id;
     for topic in &request.topics {
         let name = topic.name.0.as_str();
         let meta = catalog.topics.get(name);
@@ -36,8 +37,11 @@ pub async fn handle(
                 if !seen.insert(p.partition_index) {
                     return Err(ErrorCode::InvalidRequest.code());
                 }
-                match meta {
-                    Some(m) if p.partition_index >= 0 && p.partition_index < m.partitions => {
+                match meta.and_then(|m| m.partition(p.partition_index)) {
+                    Some(partition) if partition.leader != node_id => {
+                        Err(ErrorCode::NotLeaderOrFollower.code())
+                    }
+                    Some(partition) => {
                         // -3 needs v7, -4 needs v8: older clients never send them.
                         let supported = p.timestamp >= -2
                             || (p.timestamp == -3 && ctx.version >= 7)
@@ -50,7 +54,7 @@ pub async fn handle(
                             partition: p.partition_index,
                             timestamp: p.timestamp,
                         });
-                        Ok(parts.len() - 1)
+                        Ok((parts.len() - 1, partition.leader_epoch))
                     }
                     _ => Err(ErrorCode::UnknownTopicOrPartition.code()),
                 }
@@ -69,21 +73,27 @@ pub async fn handle(
                 .iter()
                 .zip(row)
                 .map(|(p, slot)| {
-                    let r = match slot {
-                        Ok(i) => results.get(i).cloned().unwrap_or(ListOffsetsResult {
-                            error_code: ErrorCode::UnknownServerError.code(),
-                            timestamp: -1,
-                            offset: -1,
-                        }),
-                        Err(code) => ListOffsetsResult {
-                            error_code: code,
-                            timestamp: -1,
-                            offset: -1,
-                        },
+                    let (r, epoch) = match slot {
+                        Ok((i, epoch)) => (
+                            results.get(i).cloned().unwrap_or(ListOffsetsResult {
+                                error_code: ErrorCode::UnknownServerError.code(),
+                                timestamp: -1,
+                                offset: -1,
+                            }),
+                            epoch,
+                        ),
+                        Err(code) => (
+                            ListOffsetsResult {
+                                error_code: code,
+                                timestamp: -1,
+                                offset: -1,
+                            },
+                            -1,
+                        ),
                     };
                     // The leader epoch field exists from v4.
                     let leader_epoch = if ctx.version >= 4 && r.error_code == 0 && r.offset >= 0 {
-                        0
+                        epoch
                     } else {
                         -1
                     };

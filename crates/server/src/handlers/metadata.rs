@@ -11,7 +11,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{str_bytes, topic_name};
-use crate::catalog::{validate_topic_name, TopicMeta};
+use crate::catalog::{validate_topic_name, Catalog, TopicMeta};
 use crate::dispatch::{Context, DispatchError, Response};
 use crate::messages::{AdminRequest, NewTopic};
 use crate::shard::Shard;
@@ -30,6 +30,8 @@ pub async fn auto_create(shard: &Rc<Shard>, names: &[String]) {
         .map(|n| NewTopic {
             name: n.clone(),
             partitions: -1,
+            replication_factor: -1,
+            assignments: Vec::new(),
             configs: BTreeMap::new(),
         })
         .collect();
@@ -49,17 +51,35 @@ pub async fn auto_create(shard: &Rc<Shard>, names: &[String]) {
     }
 }
 
-/// The metadata entry of one topic.
-pub fn topic_entry(shard: &Shard, meta: &TopicMeta) -> MetadataResponseTopic {
-    let node = BrokerId(shard.config.node_id);
-    let partitions = (0..meta.partitions)
-        .map(|p| {
+/// The metadata entry of one topic: per partition the leader, leader
+/// epoch, replicas, ISR and the replicas on brokers that are not live.
+pub fn topic_entry(catalog: &Catalog, meta: &TopicMeta) -> MetadataResponseTopic {
+    let live = catalog.live_brokers();
+    let ids = |brokers: &[i32]| brokers.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    let partitions = meta
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|b| !live.contains(b))
+                .collect();
+            let led = p.leader >= 0 && live.contains(&p.leader);
             MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_error_code(if led {
+                    0
+                } else {
+                    ErrorCode::LeaderNotAvailable.code()
+                })
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(if led { p.leader } else { -1 }))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()
@@ -84,6 +104,7 @@ pub async fn handle(
     mut body: Bytes,
 ) -> Result<Response, DispatchError> {
     let request: MetadataRequest = ctx.decode(&mut body)?;
+    let mut catalog = shard.catalog();
     // v0: an empty list means all topics; v1+: null means all topics.
     let wanted = match &request.topics {
         None => None,
@@ -91,11 +112,10 @@ pub async fn handle(
         Some(t) => Some(t.clone()),
     };
     let topics = match wanted {
-        None => shard
-            .catalog()
+        None => catalog
             .topics
             .values()
-            .map(|meta| topic_entry(shard, meta))
+            .map(|meta| topic_entry(&catalog, meta))
             .collect(),
         Some(requested) => {
             let allow_create = ctx.version < 4 || request.allow_auto_topic_creation;
@@ -105,15 +125,15 @@ pub async fn handle(
                     .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
                     .collect();
                 auto_create(shard, &names).await;
+                catalog = shard.catalog();
             }
-            let catalog = shard.catalog();
             requested
                 .iter()
                 .map(|t| match &t.name {
                     Some(name) => {
                         let name = name.0.as_str();
                         match catalog.topics.get(name) {
-                            Some(meta) => topic_entry(shard, meta),
+                            Some(meta) => topic_entry(&catalog, meta),
                             None if validate_topic_name(name).is_err() => {
                                 error_entry(Some(name), ErrorCode::InvalidTopicException)
                             }
@@ -121,7 +141,7 @@ pub async fn handle(
                         }
                     }
                     None => match catalog.by_id(t.topic_id.as_bytes()) {
-                        Some(meta) => topic_entry(shard, meta),
+                        Some(meta) => topic_entry(&catalog, meta),
                         None => {
                             error_entry(None, ErrorCode::UnknownTopicId).with_topic_id(t.topic_id)
                         }
@@ -130,15 +150,22 @@ pub async fn handle(
                 .collect()
         }
     };
-    let config = &shard.config;
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(config.node_id))
-        .with_host(str_bytes(&config.advertised_host))
-        .with_port(i32::from(config.advertised_port));
+    let brokers = catalog
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     let response = MetadataResponse::default()
-        .with_brokers(vec![broker])
-        .with_cluster_id(Some(str_bytes(&shard.catalog().cluster_id)))
-        .with_controller_id(BrokerId(config.node_id))
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(&catalog.cluster_id)))
+        .with_controller_id(BrokerId(catalog.controller_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(i32::MIN);
     ctx.respond(&response)

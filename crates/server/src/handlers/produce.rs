@@ -43,7 +43,7 @@ pub async fn handle(
                 Some(ErrorCode::InvalidRequest) // Kafka: INVALID_REQUIRED_ACKS is 21
             } else if request.transactional_id.is_some() {
                 Some(ErrorCode::TransactionalIdAuthorizationFailed)
-            } else if meta.is_none_or(|m| data.index < 0 || data.index >= m.partitions) {
+            } else if meta.is_none_or(|m| m.partition(data.index).is_none()) {
                 Some(ErrorCode::UnknownTopicOrPartition)
             } else if data.records.as_ref().is_none_or(|r| r.is_empty()) {
                 Some(ErrorCode::CorruptMessage)
