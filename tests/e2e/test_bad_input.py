@@ -98,6 +98,10 @@ def test_bad_crc_and_oversize_batches(broker):
     s.sendall(request(0, 3, 5, produce_v3("raw", 0, b"\x00" * 80)))
     assert produce_v3_error(read_response(s)) == 2
 
+    # acks other than -1, 0, 1: INVALID_REQUIRED_ACKS, nothing appended.
+    s.sendall(request(0, 3, 50, produce_v3("raw", 0, good, acks=2)))
+    assert produce_v3_error(read_response(s)) == 21
+
     s.sendall(request(1, 4, 6, fetch_v4("raw", 0, 1000)))
     assert fetch_v4_error(read_response(s)) == 1  # OFFSET_OUT_OF_RANGE
 

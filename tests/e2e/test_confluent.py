@@ -121,6 +121,19 @@ def test_acks_0_and_1(broker):
     assert [m.value() for m in got] == [b"a1-%d" % i for i in range(100)] + [b"a0-%d" % i for i in range(100)]
 
 
+def test_min_insync_replicas_refuses_acks_all(broker):
+    """One replica in sync, min.insync.replicas=2: acks=all is refused with
+    NOT_ENOUGH_REPLICAS before anything is appended; acks=1 is served."""
+    create(broker, "misr", 1, {"min.insync.replicas": "2"})
+    reports = produce(broker, "misr", [(None, b"all", None, None)],
+                      {"acks": "all", "message.timeout.ms": 3000, "retries": 0})
+    err = reports[0][0]
+    assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS, err
+    reports = produce(broker, "misr", [(None, b"one", None, None)], {"acks": 1})
+    assert reports[0][0] is None and reports[0][1].offset() == 0
+    assert [m.value() for m in consume_all(broker, "misr", 1, 1)] == [b"one"]
+
+
 def test_offsets_for_times_and_watermarks(broker):
     create(broker, "times", 1)
     base = 1_700_000_000_000

@@ -48,6 +48,9 @@ pub struct Shard {
     pub config: Arc<BrokerConfig>,
     /// Read-only copy of the catalog.
     pub catalog: RefCell<Arc<Catalog>>,
+    /// min.insync.replicas of every topic, derived from the catalog's
+    /// config overrides when the catalog changes (not parsed per request).
+    min_insync_replicas: RefCell<HashMap<String, i32>>,
     /// The partitions this shard owns.
     pub partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
     /// Write-behind and group commit.
@@ -116,6 +119,7 @@ impl Shard {
             count: mesh.shard_count(),
             config,
             catalog: RefCell::new(Arc::new(Catalog::default())),
+            min_insync_replicas: RefCell::new(HashMap::new()),
             partitions: RefCell::new(HashMap::new()),
             flusher: Rc::new(flusher),
             mesh,
@@ -128,7 +132,7 @@ impl Shard {
             stop_event: event_listener::Event::new(),
         });
         shard.open_owned_partitions(&catalog)?;
-        *shard.catalog.borrow_mut() = catalog;
+        shard.adopt_catalog(catalog);
         Ok(shard)
     }
 
@@ -213,6 +217,32 @@ impl Shard {
         self.config.data_dir.join(format!("{topic}-{partition}"))
     }
 
+    /// Makes `catalog` this shard's copy, with the settings derived from it.
+    fn adopt_catalog(&self, catalog: Arc<Catalog>) {
+        let defaults = &self.config.topic_defaults;
+        let min_insync = catalog
+            .topics
+            .values()
+            .map(|meta| {
+                let topic = topic_config_from_overrides(defaults, &meta.configs)
+                    .unwrap_or_else(|_| defaults.clone());
+                (meta.name.clone(), topic.min_insync_replicas)
+            })
+            .collect();
+        *self.min_insync_replicas.borrow_mut() = min_insync;
+        *self.catalog.borrow_mut() = catalog;
+    }
+
+    /// The topic's min.insync.replicas (the broker default for unknown
+    /// topics).
+    pub fn min_insync_replicas(&self, topic: &str) -> i32 {
+        self.min_insync_replicas
+            .borrow()
+            .get(topic)
+            .copied()
+            .unwrap_or(self.config.topic_defaults.min_insync_replicas)
+    }
+
     fn topic_log_config(&self, meta: &TopicMeta) -> LogConfig {
         match topic_config_from_overrides(&self.config.topic_defaults, &meta.configs) {
             Ok(topic) => log_config(&topic, self.config.log_write_mode),
@@ -275,7 +305,7 @@ impl Shard {
                 .collect();
             gone.iter().filter_map(|k| partitions.remove(k)).collect()
         };
-        *self.catalog.borrow_mut() = catalog;
+        self.adopt_catalog(catalog);
         for partition in removed {
             partition.deleted.set(true);
             partition.notify();

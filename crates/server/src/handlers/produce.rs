@@ -40,11 +40,19 @@ pub async fn handle(
         let mut row = Vec::with_capacity(topic.partition_data.len());
         for (p, data) in topic.partition_data.iter().enumerate() {
             let error = if !(acks == 0 || acks == 1 || acks == -1) {
-                Some(ErrorCode::InvalidRequest) // Kafka: INVALID_REQUIRED_ACKS is 21
+                Some(ErrorCode::InvalidRequiredAcks)
             } else if request.transactional_id.is_some() {
                 Some(ErrorCode::TransactionalIdAuthorizationFailed)
             } else if meta.is_none_or(|m| m.partition(data.index).is_none()) {
                 Some(ErrorCode::UnknownTopicOrPartition)
+            } else if acks == -1
+                && meta
+                    .and_then(|m| m.partition(data.index))
+                    .is_some_and(|p| (p.isr.len() as i32) < shard.min_insync_replicas(name))
+            {
+                // Kafka refuses before appending when the ISR is smaller
+                // than min.insync.replicas.
+                Some(ErrorCode::NotEnoughReplicas)
             } else if data.records.as_ref().is_none_or(|r| r.is_empty()) {
                 Some(ErrorCode::CorruptMessage)
             } else {
