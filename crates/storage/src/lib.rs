@@ -9,6 +9,8 @@
 //!
 //! Depends on `ringbroker-protocol` only (batch validation, limits).
 
+pub mod checkpoint;
+pub mod epoch;
 pub mod flusher;
 pub mod index;
 pub mod log;
