@@ -65,6 +65,12 @@ cargo fmt --all -- --check
 phase "cargo build --release"
 cargo build --release --workspace --locked
 
+phase "cargo clippy (warnings are errors)"
+if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    rustup component add clippy
+fi
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
+
 phase "cargo test --release (unit and property tests)"
 cargo test --release --workspace --locked
 
