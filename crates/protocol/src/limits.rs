@@ -46,6 +46,15 @@ pub const BLOCKING_THREADS_PER_SHARD: usize = 4;
 pub const UNSYNCED_BYTES_PER_PARTITION_MAX: u64 = 16 * 1024 * 1024;
 /// Bytes preallocated at a time ahead of the active segment's end.
 pub const SEGMENT_PREALLOCATE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest frame on the CONTROLLER listener (a metadata snapshot sent to a
+/// lagging voter is the largest).
+pub const CONTROLLER_FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Frames queued on one controller link before raft messages are dropped
+/// (raft resends what is lost).
+pub const CONTROLLER_LINK_QUEUE_FRAMES: usize = 1024;
+/// Longest a request to the controller (registration, heartbeat, forwarded
+/// metadata change) waits for its answer.
+pub const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Size of the v2 record-batch header.
 pub const BATCH_HEADER_BYTES: usize = 61;
 

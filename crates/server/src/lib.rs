@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod coordinator;
