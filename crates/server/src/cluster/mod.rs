@@ -2,4 +2,5 @@
 //! listener (raft messages between voters, requests from brokers) and,
 //! above it, the controller quorum and broker membership.
 
+pub mod driver;
 pub mod transport;

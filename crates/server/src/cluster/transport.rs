@@ -285,6 +285,80 @@ impl Client {
     }
 }
 
+/// What a CONTROLLER listener does with the frames it receives.
+pub trait ControllerHandler {
+    /// A raft message from a peer voter.
+    fn raft(&self, message: &[u8]);
+    /// A request; the returned future yields the response body.
+    fn request(&self, body: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>>>>;
+}
+
+/// Accepts controller connections until the listener fails; each
+/// connection is served by its own tasks.
+pub async fn serve_controller(listener: glommio::net::TcpListener, handler: Rc<dyn ControllerHandler>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let handler = handler.clone();
+                glommio::spawn_local(async move { serve_connection(stream, handler).await }).detach();
+            }
+            Err(e) => {
+                log::warn!("controller listener: {e}");
+                glommio::timer::sleep(RECONNECT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, handler: Rc<dyn ControllerHandler>) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let Ok(fd) = nix::unistd::dup(stream.as_raw_fd()) else {
+        return;
+    };
+    // SAFETY: `fd` was just duplicated and is owned by this stream only.
+    let mut write_half = unsafe { TcpStream::from_raw_fd(fd) };
+    let (responses, queued) = flume::bounded::<Vec<u8>>(CONTROLLER_LINK_QUEUE_FRAMES);
+    let writer = glommio::spawn_local(async move {
+        while let Ok(frame) = queued.recv_async().await {
+            if write_half.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    })
+    .detach();
+    loop {
+        match read_frame(&mut stream).await {
+            Ok(Some((KIND_RAFT, message))) => handler.raft(&message),
+            Ok(Some((KIND_REQUEST, payload))) => {
+                let Some((id, body)) = split_correlation(&payload) else {
+                    break;
+                };
+                let answer = handler.request(body.to_vec());
+                let responses = responses.clone();
+                glommio::spawn_local(async move {
+                    let body = answer.await;
+                    let _ignored = responses
+                        .send_async(frame(KIND_RESPONSE, &with_correlation(id, &body)))
+                        .await;
+                })
+                .detach();
+            }
+            Ok(Some((kind, _))) => {
+                log::info!("closing a controller connection: frame kind {kind}");
+                break;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                log::debug!("controller connection: {e}");
+                break;
+            }
+        }
+    }
+    drop(responses);
+    drop(writer);
+    let _ignored = nix::sys::socket::shutdown(stream.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
