@@ -57,9 +57,14 @@ pub const CONTROLLER_LINK_QUEUE_FRAMES: usize = 1024;
 pub const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Size of the v2 record-batch header.
 pub const BATCH_HEADER_BYTES: usize = 61;
+/// Bytes a fetch reads at a time while scanning batch headers forward from
+/// a sparse index entry (two index intervals at the default
+/// `index.interval.bytes`, so one read usually finds the batch).
+pub const HEADER_SCAN_WINDOW_BYTES: usize = 8 * 1024;
 
 const _: () = assert!(INFLIGHT_REQUESTS_PER_CONNECTION_MAX_DEFAULT >= 1);
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX <= REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(SHARD_PENDING_WRITE_BYTES_MAX > REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX < i32::MAX as usize);
 const _: () = assert!(PRODUCER_BATCHES_REMEMBERED >= 5);
+const _: () = assert!(HEADER_SCAN_WINDOW_BYTES >= BATCH_HEADER_BYTES);

@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod messages;
 pub mod runtime;
 pub mod shard;
+pub mod storage_error;
 
 /// Unit tests run with the broker's allocator too (see
 /// [`ringbroker_protocol::alloc`]).

@@ -16,10 +16,11 @@ use ringbroker_shards::{envelope, placement, stable_hash, MeshEndpoint, ShardId}
 use crate::catalog::{Catalog, TopicMeta};
 use crate::config::{topic_config_from_overrides, BrokerConfig, TimestampType, TopicConfig};
 use crate::messages::*;
+use crate::storage_error::{append_error_code, read_error_code, storage_error_code};
 use ringbroker_protocol::errors::ErrorCode;
 use ringbroker_protocol::limits::SHARD_PENDING_WRITE_BYTES_MAX;
 use ringbroker_storage::flusher::Flusher;
-use ringbroker_storage::log::{AppendError, LogConfig, PartitionLog, ReadError};
+use ringbroker_storage::log::{AppendError, LogConfig, PartitionLog};
 use ringbroker_storage::partition::Partition;
 use ringbroker_storage::writer::WriteMode;
 
@@ -338,13 +339,13 @@ impl Shard {
                 timeout_ms,
                 parts,
             } => ShardResponse::Produce(self.produce_local(acks, timeout_ms, parts).await),
-            ShardRequest::Fetch(parts) => ShardResponse::Fetch(self.fetch_local(&parts)),
+            ShardRequest::Fetch(parts) => ShardResponse::Fetch(self.fetch_local(&parts).await),
             ShardRequest::WaitForData { parts, deadline } => {
                 self.wait_for_data_local(&parts, deadline).await;
                 ShardResponse::Done
             }
             ShardRequest::ListOffsets(parts) => {
-                ShardResponse::ListOffsets(self.list_offsets_local(&parts))
+                ShardResponse::ListOffsets(self.list_offsets_local(&parts).await)
             }
             ShardRequest::Admin(admin) => ShardResponse::Admin(self.admin_local(admin).await),
             ShardRequest::ApplyCatalog(catalog) => {
@@ -516,7 +517,7 @@ impl Shard {
             if !reached {
                 let log = partition.log.borrow();
                 results[i] = match log.failure() {
-                    Some(reason) => produce_error(ErrorCode::KafkaStorageError, reason),
+                    Some(error) => produce_error(storage_error_code(error), &error.to_string()),
                     None if partition.deleted.get() => {
                         produce_error(ErrorCode::UnknownTopicOrPartition, "topic deleted")
                     }
@@ -538,7 +539,7 @@ impl Shard {
                 ShardResponse::Fetch(v) => Some(v),
                 _ => None,
             },
-            async move |parts| this.fetch_local(&parts),
+            async move |parts| this.fetch_local(&parts).await,
             FetchResult {
                 error_code: ErrorCode::NotLeaderOrFollower.code(),
                 high_watermark: -1,
@@ -550,41 +551,49 @@ impl Shard {
         .await
     }
 
-    /// Reads local partitions.
-    pub fn fetch_local(&self, parts: &[FetchPart]) -> Vec<FetchResult> {
-        parts
-            .iter()
-            .map(|part| {
-                let Some(partition) = self.partition(&part.topic, part.partition) else {
-                    return FetchResult {
-                        error_code: ErrorCode::UnknownTopicOrPartition.code(),
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
-                        records: None,
-                    };
-                };
-                let log = partition.log.borrow();
-                let mut result = FetchResult {
-                    error_code: 0,
-                    high_watermark: log.high_watermark(),
-                    last_stable_offset: log.high_watermark(),
-                    log_start_offset: log.log_start_offset(),
+    /// Reads local partitions. The batch headers a read needs are read on
+    /// this thread only when they are in the page cache; the others are
+    /// read on the blocking pool (`ringbroker_storage::read`).
+    pub async fn fetch_local(&self, parts: &[FetchPart]) -> Vec<FetchResult> {
+        let mut results = Vec::with_capacity(parts.len());
+        let mut reads = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let Some(partition) = self.partition(&part.topic, part.partition) else {
+                results.push(FetchResult {
+                    error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                    high_watermark: -1,
+                    last_stable_offset: -1,
+                    log_start_offset: -1,
                     records: None,
-                };
-                match log.read(part.offset, part.max_bytes) {
-                    Ok(slice) => result.records = slice,
-                    Err(ReadError::OutOfRange) => {
-                        result.error_code = ErrorCode::OffsetOutOfRange.code()
-                    }
-                    Err(ReadError::Io(e)) => {
-                        log::error!("read {}-{}: {e}", part.topic, part.partition);
-                        result.error_code = ErrorCode::KafkaStorageError.code();
-                    }
+                });
+                continue;
+            };
+            // The offsets answered are those the read was planned against.
+            let log = partition.log.borrow();
+            let mut result = FetchResult {
+                error_code: 0,
+                high_watermark: log.high_watermark(),
+                last_stable_offset: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                records: None,
+            };
+            match log.plan_read(part.offset, part.max_bytes) {
+                Ok(Some(plan)) => reads.push((i, plan)),
+                Ok(None) => {}
+                Err(e) => result.error_code = read_error_code(&e).code(),
+            }
+            results.push(result);
+        }
+        for (i, read) in ringbroker_storage::read::read_all(reads).await {
+            match read {
+                Ok(slice) => results[i].records = slice,
+                Err(e) => {
+                    log::error!("read {}-{}: {e}", parts[i].topic, parts[i].partition);
+                    results[i].error_code = storage_error_code(&e).code();
                 }
-                result
-            })
-            .collect()
+            }
+        }
+        results
     }
 
     /// Waits until any of the local `parts` has data past its offset.
@@ -650,7 +659,7 @@ impl Shard {
                 ShardResponse::ListOffsets(v) => Some(v),
                 _ => None,
             },
-            async move |parts| this.list_offsets_local(&parts),
+            async move |parts| this.list_offsets_local(&parts).await,
             ListOffsetsResult {
                 error_code: ErrorCode::NotLeaderOrFollower.code(),
                 timestamp: -1,
@@ -660,59 +669,49 @@ impl Shard {
         .await
     }
 
-    /// ListOffsets on local partitions.
-    pub fn list_offsets_local(&self, parts: &[ListOffsetsPart]) -> Vec<ListOffsetsResult> {
-        parts
-            .iter()
-            .map(|part| {
-                let Some(partition) = self.partition(&part.topic, part.partition) else {
-                    return ListOffsetsResult {
-                        error_code: ErrorCode::UnknownTopicOrPartition.code(),
-                        timestamp: -1,
-                        offset: -1,
-                    };
-                };
-                let log = partition.log.borrow();
-                let found = match part.timestamp {
-                    -1 => Ok(Some((log.high_watermark(), -1))),
-                    -2 | -4 => Ok(Some((log.log_start_offset(), -1))),
-                    -3 => Ok(Some(
-                        log.max_timestamp_offset()
-                            .map_or((-1, -1), |(ts, o)| (o, ts)),
-                    )),
-                    ts if ts >= 0 => log.offset_for_timestamp(ts),
-                    _ => Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        "bad timestamp",
-                    )),
-                };
-                match found {
-                    Ok(Some((offset, timestamp))) => ListOffsetsResult {
-                        error_code: 0,
-                        timestamp,
-                        offset,
-                    },
-                    Ok(None) => ListOffsetsResult {
-                        error_code: 0,
-                        timestamp: -1,
-                        offset: -1,
-                    },
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => ListOffsetsResult {
-                        error_code: ErrorCode::InvalidRequest.code(),
-                        timestamp: -1,
-                        offset: -1,
-                    },
-                    Err(e) => {
-                        log::error!("list offsets {}-{}: {e}", part.topic, part.partition);
-                        ListOffsetsResult {
-                            error_code: ErrorCode::KafkaStorageError.code(),
-                            timestamp: -1,
-                            offset: -1,
-                        }
-                    }
+    /// ListOffsets on local partitions. Lookups by timestamp read the
+    /// files on the blocking pool.
+    pub async fn list_offsets_local(&self, parts: &[ListOffsetsPart]) -> Vec<ListOffsetsResult> {
+        let answer = |error_code: ErrorCode, (offset, timestamp): (i64, i64)| ListOffsetsResult {
+            error_code: error_code.code(),
+            timestamp,
+            offset,
+        };
+        let mut results = Vec::with_capacity(parts.len());
+        let mut lookups = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let Some(partition) = self.partition(&part.topic, part.partition) else {
+                results.push(answer(ErrorCode::UnknownTopicOrPartition, (-1, -1)));
+                continue;
+            };
+            let log = partition.log.borrow();
+            results.push(match part.timestamp {
+                -1 => answer(ErrorCode::None, (log.high_watermark(), -1)),
+                -2 | -4 => answer(ErrorCode::None, (log.log_start_offset(), -1)),
+                -3 => answer(
+                    ErrorCode::None,
+                    log.max_timestamp_offset()
+                        .map_or((-1, -1), |(ts, o)| (o, ts)),
+                ),
+                ts if ts >= 0 => {
+                    lookups.push((i, log.plan_timestamp_lookup(ts)));
+                    answer(ErrorCode::None, (-1, -1))
                 }
-            })
-            .collect()
+                _ => answer(ErrorCode::InvalidRequest, (-1, -1)),
+            });
+        }
+        for (i, found) in ringbroker_storage::read::lookup_all(lookups).await {
+            results[i] = match found {
+                Ok(Some((offset, timestamp))) => answer(ErrorCode::None, (offset, timestamp)),
+                Ok(None) => answer(ErrorCode::None, (-1, -1)),
+                Err(e) => {
+                    let part = &parts[i];
+                    log::error!("list offsets {}-{}: {e}", part.topic, part.partition);
+                    answer(storage_error_code(&e), (-1, -1))
+                }
+            };
+        }
+        results
     }
 
     /// Runs a metadata change on shard 0 (directly if this is shard 0).
@@ -920,13 +919,5 @@ fn produce_error(code: ErrorCode, message: &str) -> ProduceResult {
 }
 
 fn append_error(e: &AppendError) -> ProduceResult {
-    let code = match e {
-        AppendError::Corrupt(_) | AppendError::Empty => ErrorCode::CorruptMessage,
-        AppendError::TooLarge { .. } => ErrorCode::MessageTooLarge,
-        AppendError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
-        AppendError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
-        AppendError::StorageFailed(_) => ErrorCode::KafkaStorageError,
-        AppendError::Closed => ErrorCode::NotLeaderOrFollower,
-    };
-    produce_error(code, &e.to_string())
+    produce_error(append_error_code(e), &e.to_string())
 }

@@ -5,12 +5,32 @@
 //! them readable, then issues one fdatasync per partition that has a
 //! durability waiter (acks=all) — however many batches arrived meanwhile.
 //! Everything appended while a round runs goes in the next one.
+//!
+//! Every write and sync goes through the storage seam ([`crate::disk`]).
+//! A failed write, seal or sync fails the partition with the typed error
+//! ([`StorageError`]): its waiters are woken and get a storage error, and
+//! the durable offset never passes what a successful sync covered.
 
 use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
-use crate::log::{sync_dir, write_files_synced, FlushWork, PendingOp};
+use crate::disk::{Disk, OsDisk};
+use crate::error::{Op, StorageError};
+use crate::log::{FlushWork, PendingOp};
 use crate::partition::Partition;
+
+/// What one durability sync covers (`ringbroker.log.sync.scope`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncScope {
+    /// One fdatasync per partition with a waiter.
+    Partition,
+    /// One syncfs at a time of the filesystem holding this directory,
+    /// covering every partition of the shard that waits.
+    Filesystem(PathBuf),
+}
 
 /// The flusher of one shard.
 pub struct Flusher {
@@ -23,10 +43,12 @@ pub struct Flusher {
     pending_bytes: Cell<usize>,
     rounds: Cell<u64>,
     syncs: Cell<u64>,
-    /// With `ringbroker.log.sync.scope=filesystem`: a descriptor on the data
-    /// directory's filesystem; partitions wanting durability then share one
+    /// Performs the syncfs of the filesystem scope.
+    disk: Arc<dyn Disk>,
+    /// With `ringbroker.log.sync.scope=filesystem`: the data directory, open
+    /// on its filesystem; partitions wanting durability then share one
     /// syncfs at a time instead of one fdatasync each.
-    fs_sync: Option<std::fs::File>,
+    fs_sync: Option<(PathBuf, Arc<File>)>,
     fs_syncing: Cell<bool>,
     fs_batch: RefCell<Vec<(Rc<Partition>, i64)>>,
 }
@@ -38,9 +60,11 @@ impl Default for Flusher {
 }
 
 impl Flusher {
-    /// A flusher with nothing queued.
+    /// A flusher with nothing queued, syncing partition by partition on the
+    /// real filesystem.
     pub fn new() -> Flusher {
         Flusher {
+            disk: OsDisk::shared(),
             round_lock: glommio::sync::Semaphore::new(1),
             queue: RefCell::default(),
             wake: event_listener::Event::new(),
@@ -57,9 +81,26 @@ impl Flusher {
     /// A flusher whose durability syncs are one `syncfs` per round of
     /// waiting partitions, on the filesystem holding `data_dir`
     /// (`ringbroker.log.sync.scope=filesystem`).
-    pub fn with_filesystem_sync(data_dir: &std::path::Path) -> std::io::Result<Flusher> {
+    pub fn with_filesystem_sync(data_dir: &Path) -> std::io::Result<Flusher> {
+        Self::on(
+            OsDisk::shared(),
+            SyncScope::Filesystem(data_dir.to_path_buf()),
+        )
+    }
+
+    /// A flusher whose syncfs goes through `disk` (the partitions' own
+    /// writes and fdatasyncs go through their logs' disks).
+    pub fn on(disk: Arc<dyn Disk>, scope: SyncScope) -> std::io::Result<Flusher> {
+        let fs_sync = match scope {
+            SyncScope::Partition => None,
+            SyncScope::Filesystem(dir) => {
+                let file = Arc::new(File::open(&dir)?);
+                Some((dir, file))
+            }
+        };
         Ok(Flusher {
-            fs_sync: Some(std::fs::File::open(data_dir)?),
+            disk,
+            fs_sync,
             ..Flusher::new()
         })
     }
@@ -173,8 +214,8 @@ impl Flusher {
 
 async fn flush_partition(flusher: Rc<Flusher>, partition: Rc<Partition>, work: FlushWork) {
     let sync = work.sync.clone().map(|file| (file, work.sync_offset));
-    if let Err(reason) = perform(&partition, work).await {
-        partition.log.borrow_mut().fail(reason);
+    if let Err(error) = perform(&partition, work).await {
+        partition.log.borrow_mut().fail(Arc::new(error));
         partition.notify();
         return;
     }
@@ -197,7 +238,7 @@ async fn flush_partition(flusher: Rc<Flusher>, partition: Rc<Partition>, work: F
         let result = file
             .fdatasync()
             .await
-            .map_err(|e| format!("fdatasync failed: {e}"));
+            .map_err(|e| Arc::new(StorageError::at(Op::Fdatasync, file.path(), e)));
         finish_sync(&flusher, &partition, offset, result);
     })
     .detach();
@@ -216,22 +257,17 @@ fn start_filesystem_sync(flusher: Rc<Flusher>) {
             if batch.is_empty() {
                 break;
             }
-            let fd = flusher
-                .fs_sync
-                .as_ref()
-                .map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
-            // The flusher (and with it the descriptor) lives as long as the
-            // shard, which outlives this task.
-            let result = glommio::executor()
-                .spawn_blocking(move || nix::unistd::syncfs(fd))
-                .await;
+            let Some((dir, fs)) = flusher.fs_sync.clone() else {
+                unreachable!("filesystem syncs need the filesystem scope");
+            };
+            let result = flusher
+                .disk
+                .clone()
+                .syncfs_async(fs)
+                .await
+                .map_err(|e| Arc::new(StorageError::at(Op::Syncfs, dir, e)));
             for (partition, offset) in batch {
-                finish_sync(
-                    &flusher,
-                    &partition,
-                    offset,
-                    result.map_err(|e| format!("syncfs failed: {e}")),
-                );
+                finish_sync(&flusher, &partition, offset, result.clone());
             }
         }
         flusher.fs_syncing.set(false);
@@ -245,11 +281,13 @@ fn finish_sync(
     flusher: &Rc<Flusher>,
     partition: &Rc<Partition>,
     offset: i64,
-    result: Result<(), String>,
+    result: Result<(), Arc<StorageError>>,
 ) {
     {
         let mut log = partition.log.borrow_mut();
         match result {
+            // Covers data written before it started, even if the partition
+            // failed since (a later write): that data is durable.
             Ok(()) => log.mark_durable(offset),
             Err(e) => log.fail(e),
         }
@@ -265,7 +303,7 @@ fn finish_sync(
     }
 }
 
-async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
+async fn perform(partition: &Partition, work: FlushWork) -> Result<(), StorageError> {
     for op in work.ops {
         match op {
             PendingOp::Write {
@@ -278,7 +316,7 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
                 let end = position + data.len() as u64;
                 file.write_at(data, position)
                     .await
-                    .map_err(|e| format!("write failed: {e}"))?;
+                    .map_err(|e| StorageError::at(Op::Write, file.path(), e))?;
                 partition
                     .log
                     .borrow_mut()
@@ -290,16 +328,12 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), String> {
                 size,
                 files,
                 dir,
+                disk,
             } => {
                 file.seal(size)
                     .await
-                    .map_err(|e| format!("fdatasync of sealed segment failed: {e}"))?;
-                glommio::executor()
-                    .spawn_blocking(move || {
-                        write_files_synced(&files).and_then(|()| sync_dir(&dir))
-                    })
-                    .await
-                    .map_err(|e| format!("writing segment indexes failed: {e}"))?;
+                    .map_err(|e| StorageError::at(Op::Seal, file.path(), e))?;
+                disk.seal_files(files, dir).await?;
             }
         }
     }

@@ -7,21 +7,27 @@
 //! next_offset` where `next_offset` counts batches assigned in memory,
 //! `high_watermark` those written to the file (readable), and
 //! `durable_offset` those covered by an fdatasync.
+//!
+//! File I/O goes through the log's [`Disk`] (the storage seam); a failed
+//! write or sync fails the partition for good ([`PartitionLog::fail`]).
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::disk::{Disk, OsDisk, SegmentFile};
+use crate::error::{Op, Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::producer::{ProducerBatch, ProducerStates, SequenceCheck};
-use crate::recovery::{recover_segment, should_index};
+use crate::read::{ReadPlan, TimestampLookup};
+use crate::recovery::{recover_segment, scan_segment, should_index};
 use crate::segment::{file_name, Segment};
-use crate::writer::{SegmentWriter, WriteMode};
+use crate::writer::WriteMode;
 use ringbroker_protocol::batch::{self, BatchError};
 use ringbroker_protocol::frame::FileSlice;
 
@@ -96,9 +102,10 @@ pub enum AppendError {
     /// The request carried no records (INVALID_RECORD... CORRUPT_MESSAGE).
     #[error("no record batch in produce data")]
     Empty,
-    /// The partition's storage failed earlier (KAFKA_STORAGE_ERROR).
+    /// The partition's storage failed, now or earlier
+    /// ([`StorageError::Failed`]) (KAFKA_STORAGE_ERROR).
     #[error("storage failed: {0}")]
-    StorageFailed(String),
+    Storage(#[from] StorageError),
     /// The log is closed for a shutdown; the producer retries elsewhere or
     /// after the restart (NOT_LEADER_OR_FOLLOWER).
     #[error("the partition is closing for a shutdown")]
@@ -118,13 +125,15 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-/// Outcome of a read.
-#[derive(Clone, Debug)]
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The offset is outside `[log_start_offset, high_watermark]`.
+    #[error("offset out of range")]
     OutOfRange,
-    /// An I/O error reading batch headers.
-    Io(String),
+    /// Reading batch headers failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 /// A queued file operation, performed by the flusher in order.
@@ -134,7 +143,7 @@ pub enum PendingOp {
         /// Base offset of the segment written.
         segment_base: i64,
         /// The segment's write handle.
-        file: Rc<SegmentWriter>,
+        file: Rc<dyn SegmentFile>,
         /// Position in the file.
         position: u64,
         /// Bytes to write (many batches coalesced).
@@ -146,21 +155,24 @@ pub enum PendingOp {
     /// snapshot.
     Seal {
         /// The sealed segment's write handle.
-        file: Rc<SegmentWriter>,
+        file: Rc<dyn SegmentFile>,
         /// Bytes of data in the sealed segment (the file is cut there).
         size: u64,
-        /// (path, bytes) of files to write and fsync.
+        /// (path, bytes) of files to write and fsync, in this order.
         files: Vec<(PathBuf, Vec<u8>)>,
         /// The partition directory, fsynced so the new segment's entry is durable.
         dir: PathBuf,
+        /// Where the files are written.
+        disk: Arc<dyn Disk>,
     },
 }
 
 /// One partition's log.
 pub struct PartitionLog {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     config: LogConfig,
-    segments: VecDeque<Segment>,
+    pub(crate) segments: VecDeque<Segment>,
     log_start_offset: i64,
     next_offset: i64,
     high_watermark: i64,
@@ -169,7 +181,7 @@ pub struct PartitionLog {
     pending: Vec<PendingOp>,
     pending_bytes: usize,
     producers: ProducerStates,
-    failed: Option<String>,
+    failed: Option<Arc<StorageError>>,
     last_append_ms: i64,
     appended_since_open: bool,
     unsynced_bytes: u64,
@@ -183,9 +195,19 @@ pub struct ShutdownFiles {
     /// (path, bytes) of the active segment's indexes and the producer
     /// snapshot, describing exactly the data in the files.
     pub files: Vec<(PathBuf, Vec<u8>)>,
-    /// The active segment's file and data size when the file may extend past
-    /// its data (direct-mode padding, preallocated space): cut there.
-    pub trim: Option<(std::sync::Arc<File>, u64)>,
+    /// The active segment's file when it may extend past its data
+    /// (direct-mode padding, preallocated space): cut there.
+    pub trim: Option<Trim>,
+}
+
+/// A segment file to cut to its data at shutdown.
+pub struct Trim {
+    /// The file's path.
+    pub path: PathBuf,
+    /// The open file.
+    pub file: Arc<File>,
+    /// Bytes of data: the file is cut there.
+    pub size: u64,
 }
 
 /// What the flusher must do for a partition in one round.
@@ -193,15 +215,27 @@ pub struct FlushWork {
     /// Operations to perform in order.
     pub ops: Vec<PendingOp>,
     /// fdatasync the active file after the writes when set.
-    pub sync: Option<Rc<SegmentWriter>>,
+    pub sync: Option<Rc<dyn SegmentFile>>,
     /// The offset the sync covers (high watermark after the writes).
     pub sync_offset: i64,
 }
 
 impl PartitionLog {
-    /// Opens (recovering) or creates the log in `dir`. Synchronous: run at
-    /// startup or partition creation, before the partition serves traffic.
-    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> io::Result<PartitionLog> {
+    /// Opens (recovering) or creates the log in `dir` on the real
+    /// filesystem. Synchronous: run at startup or partition creation,
+    /// before the partition serves traffic.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<PartitionLog> {
+        Self::open_on(OsDisk::shared(), dir, config, now_ms)
+    }
+
+    /// [`PartitionLog::open`] with every write, sync and cut going through
+    /// `disk`.
+    pub fn open_on(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<PartitionLog> {
         fs::create_dir_all(dir)?;
         let mut bases = list_segment_bases(dir)?;
         bases.sort_unstable();
@@ -210,22 +244,37 @@ impl PartitionLog {
         let last_index = bases.len().saturating_sub(1);
         for (i, &base) in bases.iter().enumerate() {
             let path = dir.join(file_name(base, "log"));
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let file = disk
+                .open_segment(&path)
+                .map_err(|e| StorageError::at(Op::Open, &path, e))?;
             let segment = if i == last_index {
-                recover_active(path, file, base, &config, now_ms, &mut producers, dir)?
+                recover_active(
+                    &*disk,
+                    path,
+                    file,
+                    base,
+                    &config,
+                    now_ms,
+                    &mut producers,
+                    dir,
+                )?
             } else {
                 let next_base = bases[i + 1];
-                open_sealed(path, file, base, next_base, &config, now_ms)?
+                open_sealed(&*disk, path, file, base, next_base, &config, now_ms)?
             };
             segments.push_back(segment);
         }
         if segments.is_empty() {
-            segments.push_back(Segment::create(dir, 0, now_ms)?);
-            sync_dir(dir)?;
+            let segment = Segment::create(&*disk, dir, 0, now_ms)
+                .map_err(|e| StorageError::at(Op::Create, dir, e))?;
+            segments.push_back(segment);
+            disk.sync_dir(dir)
+                .map_err(|e| StorageError::at(Op::SyncDir, dir, e))?;
         }
         let log_start_offset = segments.front().map_or(0, |s| s.base_offset);
         let next_offset = segments.back().map_or(0, |s| s.next_offset);
         Ok(PartitionLog {
+            disk,
             dir: dir.to_path_buf(),
             config,
             segments,
@@ -262,8 +311,12 @@ impl PartitionLog {
         self.durable_offset
     }
     /// The error that failed this partition's storage, if any.
-    pub fn failure(&self) -> Option<&str> {
-        self.failed.as_deref()
+    pub fn failure(&self) -> Option<&Arc<StorageError>> {
+        self.failed.as_ref()
+    }
+    /// Where this log's writes, syncs and cuts go.
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
     }
     /// Bytes appended but not yet handed to the flusher.
     pub fn pending_bytes(&self) -> usize {
@@ -291,7 +344,7 @@ impl PartitionLog {
     /// until written.
     pub fn append(&mut self, records: &Bytes, now_ms: i64) -> Result<Appended, AppendError> {
         if let Some(failure) = &self.failed {
-            return Err(AppendError::StorageFailed(failure.clone()));
+            return Err(StorageError::Failed(failure.clone()).into());
         }
         if self.closed {
             return Err(AppendError::Closed);
@@ -316,10 +369,11 @@ impl PartitionLog {
             return Ok(duplicate);
         }
         if let Some(active) = self.segments.back_mut() {
-            if let Err(e) = active.writer(self.config.write_mode, self.config.preallocate_step()) {
-                return Err(AppendError::StorageFailed(format!(
-                    "cannot open the active segment for writing: {e}"
-                )));
+            // Not a partition failure: nothing was written; the next append
+            // tries again (descriptors may free up).
+            let step = self.config.preallocate_step();
+            if let Err(e) = active.writer(&*self.disk, self.config.write_mode, step) {
+                return Err(StorageError::at(Op::OpenWriter, &active.path, e).into());
             }
         }
         self.last_append_ms = now_ms;
@@ -331,13 +385,14 @@ impl PartitionLog {
         };
         let base_offset = self.next_offset;
         for (header, range) in headers {
-            if let Err(reason) =
+            if let Err(broken) =
                 self.append_batch(&header, &records[range], now_ms, log_append_time_ms)
             {
                 // A broken invariant, not bad input: stop the partition
                 // rather than acknowledge part of a request.
-                self.fail(reason.clone());
-                return Err(AppendError::StorageFailed(reason));
+                let broken = Arc::new(broken);
+                self.fail(broken.clone());
+                return Err(StorageError::Failed(broken).into());
             }
         }
         Ok(Appended {
@@ -397,13 +452,13 @@ impl PartitionLog {
         bytes: &[u8],
         now_ms: i64,
         log_append_time_ms: i64,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         if header.last_offset_delta < 0 {
             // Validation refuses such batches; never let one move offsets back.
-            return Err(format!(
+            return Err(StorageError::Invariant(format!(
                 "batch with last offset delta {}",
                 header.last_offset_delta
-            ));
+            )));
         }
         let len = bytes.len() as u64;
         self.unsynced_bytes += len;
@@ -422,11 +477,15 @@ impl PartitionLog {
             header.max_timestamp
         };
         let Some(segment) = self.segments.back_mut() else {
-            return Err("the log has no active segment".into());
+            return Err(StorageError::Invariant(
+                "the log has no active segment".into(),
+            ));
         };
         let position = segment.size;
         let Some(file) = segment.write_file.clone() else {
-            return Err("the active segment has no write handle".into());
+            return Err(StorageError::Invariant(
+                "the active segment has no write handle".into(),
+            ));
         };
         segment.bytes_since_index += len;
         if should_index(segment.bytes_since_index, self.config.index_interval_bytes)
@@ -509,8 +568,9 @@ impl PartitionLog {
     fn roll(&mut self, now_ms: i64) {
         let base = self.next_offset;
         let (mode, step) = (self.config.write_mode, self.config.preallocate_step());
-        match Segment::create(&self.dir, base, now_ms)
-            .and_then(|mut s| s.writer(mode, step).map(|_| s))
+        let disk = &*self.disk;
+        match Segment::create(disk, &self.dir, base, now_ms)
+            .and_then(|mut s| s.writer(disk, mode, step).map(|_| s))
         {
             Ok(new_segment) => {
                 let Some(old) = self.segments.back_mut() else {
@@ -518,20 +578,24 @@ impl PartitionLog {
                     return;
                 };
                 let (index_path, time_path) = old.index_paths();
-                let mut files = vec![
-                    (index_path, old.index.encode()),
+                // The time index first: it is durable before the offset
+                // index is written, so a current offset index vouches for
+                // the time index at startup (`open_sealed`).
+                let files = vec![
                     (time_path, old.time_index.encode()),
+                    (index_path, old.index.encode()),
+                    (
+                        self.dir.join(PRODUCER_SNAPSHOT_FILE),
+                        self.producers.to_snapshot(base),
+                    ),
                 ];
-                files.push((
-                    self.dir.join(PRODUCER_SNAPSHOT_FILE),
-                    self.producers.to_snapshot(base),
-                ));
                 if let Some(file) = old.write_file.take() {
                     self.pending.push(PendingOp::Seal {
                         file,
                         size: old.size,
                         files,
                         dir: self.dir.clone(),
+                        disk: self.disk.clone(),
                     });
                 }
                 self.segments.push_back(new_segment);
@@ -562,8 +626,12 @@ impl PartitionLog {
         };
         if writer.may_extend_past_data() {
             // Release reserved space and direct-mode padding (a metadata
-            // operation; the data before `size` is durable already).
-            if let Err(e) = segment.read_file.set_len(segment.size) {
+            // operation; the data before `size` is durable already, so a
+            // failure costs only space, and recovery cuts padding).
+            let cut = self
+                .disk
+                .set_len(&segment.path, &segment.read_file, segment.size);
+            if let Err(e) = cut {
                 log::warn!(
                     "{}: cannot release reserved space: {e}",
                     segment.path.display()
@@ -589,9 +657,20 @@ impl PartitionLog {
     }
 
     /// Hands the queued operations (and a sync if wanted) to the flusher.
+    /// A failed log hands over nothing and drops what was queued: after a
+    /// failed fdatasync the kernel may have dropped the dirty pages, and a
+    /// later sync would succeed without them, so no sync may ever again
+    /// move the durable offset (the periodic sync and shutdown ask).
     pub fn take_flush_work(&mut self) -> FlushWork {
         let ops = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
+        if self.failed.is_some() {
+            return FlushWork {
+                ops: Vec::new(),
+                sync: None,
+                sync_offset: self.durable_offset,
+            };
+        }
         let sync = if self.sync_wanted > self.durable_offset {
             self.segments.back().and_then(|s| s.write_file.clone())
         } else {
@@ -616,6 +695,7 @@ impl PartitionLog {
         }
         assert!(end_offset <= self.next_offset, "written past the log end");
         self.high_watermark = self.high_watermark.max(end_offset);
+        self.assert_offsets();
     }
 
     /// Records that an fdatasync covered everything up to `offset`.
@@ -625,19 +705,35 @@ impl PartitionLog {
             "durable past the high watermark"
         );
         self.durable_offset = self.durable_offset.max(offset);
+        self.assert_offsets();
+    }
+
+    /// `log_start <= durable <= high watermark <= next`.
+    fn assert_offsets(&self) {
+        assert!(
+            self.log_start_offset <= self.durable_offset.max(self.log_start_offset)
+                && self.durable_offset <= self.high_watermark
+                && self.high_watermark <= self.next_offset,
+            "offsets out of order: durable {} high watermark {} next {}",
+            self.durable_offset,
+            self.high_watermark,
+            self.next_offset
+        );
     }
 
     /// Fails the partition: every later append and waiting produce gets a
-    /// storage error. Data already acknowledged stays readable.
-    pub fn fail(&mut self, reason: String) {
-        log::error!("partition {} failed: {reason}", self.dir.display());
-        self.failed.get_or_insert(reason);
+    /// storage error, the durable offset never moves again on its own, and
+    /// data already acknowledged stays readable. The first error is kept.
+    pub fn fail(&mut self, error: Arc<StorageError>) {
+        log::error!("partition {} failed: {error}", self.dir.display());
+        self.failed.get_or_insert(error);
     }
 
     /// Locates up to `max_bytes` of batches starting with the one holding
-    /// `offset`. At least one whole batch is returned even when larger than
-    /// `max_bytes` (KIP-74). `Ok(None)` at the high watermark.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<FileSlice>, ReadError> {
+    /// `offset` in memory, without reading the file: `Ok(None)` at the high
+    /// watermark, else a plan that [`crate::read::read_all`] performs off
+    /// the shard thread (or [`ReadPlan::read_blocking`] at startup).
+    pub fn plan_read(&self, offset: i64, max_bytes: usize) -> Result<Option<ReadPlan>, ReadError> {
         if offset < self.log_start_offset || offset > self.high_watermark {
             return Err(ReadError::OutOfRange);
         }
@@ -648,74 +744,53 @@ impl PartitionLog {
             .segments
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1);
+        // The segment that should hold the offset, and the next one with
+        // written data in case the offset falls in a gap (a power loss can
+        // leave sealed segments empty): its first batch is past the offset.
+        let mut views = Vec::with_capacity(2);
         for segment in self.segments.iter().skip(first) {
-            let found = segment
-                .find_position(offset)
-                .map_err(|e| ReadError::Io(e.to_string()))?;
-            if let Some((position, header)) = found {
-                let available = (segment.written - position) as usize;
-                let len = available.min(max_bytes.max(header.total_len()));
-                return Ok(Some(FileSlice {
-                    file: segment.read_file.clone(),
-                    position,
-                    len,
-                }));
+            if views.is_empty() || segment.written > 0 {
+                views.push(segment.view(offset));
+            }
+            if views.len() == 2 {
+                break;
             }
         }
-        Ok(None)
+        Ok(Some(ReadPlan::new(offset, max_bytes, views)))
+    }
+
+    /// Reads up to `max_bytes` of batches starting with the one holding
+    /// `offset`, with blocking reads on the calling thread (startup,
+    /// tools, tests). At least one whole batch is returned even when larger
+    /// than `max_bytes` (KIP-74). `Ok(None)` at the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<FileSlice>, ReadError> {
+        match self.plan_read(offset, max_bytes)? {
+            Some(plan) => Ok(plan.read_blocking()?),
+            None => Ok(None),
+        }
+    }
+
+    /// Locates, in memory, the segments a ListOffsets-by-time lookup for
+    /// `timestamp_ms` must read; [`crate::read::lookup_all`] performs it
+    /// off the shard thread.
+    pub fn plan_timestamp_lookup(&self, timestamp_ms: i64) -> TimestampLookup {
+        let segments = self
+            .segments
+            .iter()
+            .filter(|s| s.max_timestamp >= timestamp_ms)
+            .map(|s| {
+                let start = s.time_index.lookup(timestamp_ms).unwrap_or(s.base_offset);
+                (s.view(start), start)
+            })
+            .collect();
+        TimestampLookup::new(timestamp_ms, segments)
     }
 
     /// The first offset whose record timestamp is `>= timestamp_ms`, with
-    /// that record's timestamp (ListOffsets by time). `None` when every
-    /// record is older.
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> io::Result<Option<(i64, i64)>> {
-        for segment in &self.segments {
-            if segment.max_timestamp < timestamp_ms {
-                continue;
-            }
-            let start = segment
-                .time_index
-                .lookup(timestamp_ms)
-                .unwrap_or(segment.base_offset);
-            let Some((mut position, _)) = segment.find_position(start)? else {
-                continue;
-            };
-            while let Some(header) = segment.header_at(position)? {
-                if header.max_timestamp >= timestamp_ms {
-                    return self.exact_record_for_timestamp(
-                        segment,
-                        position,
-                        &header,
-                        timestamp_ms,
-                    );
-                }
-                position += header.total_len() as u64;
-            }
-        }
-        Ok(None)
-    }
-
-    fn exact_record_for_timestamp(
-        &self,
-        segment: &Segment,
-        position: u64,
-        header: &batch::BatchHeader,
-        timestamp_ms: i64,
-    ) -> io::Result<Option<(i64, i64)>> {
-        if header.is_log_append_time() {
-            return Ok(Some((header.base_offset, header.max_timestamp)));
-        }
-        let mut buf = vec![0u8; header.total_len()];
-        segment.read_file.read_exact_at(&mut buf, position)?;
-        let mut bytes = Bytes::from(buf);
-        let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let found = decoded
-            .records
-            .iter()
-            .find(|r| r.timestamp >= timestamp_ms)
-            .map(|r| (r.offset, r.timestamp));
-        Ok(found.or(Some((header.base_offset, header.max_timestamp))))
+    /// that record's timestamp (ListOffsets by time), read with blocking
+    /// reads on the calling thread. `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+        self.plan_timestamp_lookup(timestamp_ms).run_blocking()
     }
 
     /// The offset and timestamp of the newest-timestamped batch (ListOffsets -3).
@@ -789,56 +864,55 @@ impl PartitionLog {
         );
         let (index_path, time_path) = active.index_paths();
         let files = vec![
-            (index_path, active.index.encode()),
             (time_path, active.time_index.encode()),
+            (index_path, active.index.encode()),
             (
                 self.dir.join(PRODUCER_SNAPSHOT_FILE),
                 self.producers.to_snapshot(self.next_offset),
             ),
         ];
         let may_extend = self.config.write_mode == WriteMode::Direct || self.config.preallocate;
-        let trim = may_extend.then(|| (active.read_file.clone(), active.size));
+        let trim = may_extend.then(|| Trim {
+            path: active.path.clone(),
+            file: active.read_file.clone(),
+            size: active.size,
+        });
         ShutdownFiles { files, trim }
     }
 }
 
-/// Writes each file atomically-enough (write, fsync) — index files are
-/// rebuilt on recovery if torn, so rename is not needed.
-pub fn write_files_synced(files: &[(PathBuf, Vec<u8>)]) -> io::Result<()> {
-    for (path, bytes) in files {
-        let file = File::create(path)?;
-        file.write_all_at(bytes, 0)?;
-        file.sync_data()?;
-    }
-    Ok(())
-}
-
 /// Writes every file, then makes them all durable with one `syncfs` of the
 /// filesystem holding `dir` (shutdown: thousands of partitions' index files
-/// without thousands of fsyncs).
+/// without thousands of fsyncs). On the real filesystem; blocking.
 pub fn write_files_then_syncfs(
     files: &[(PathBuf, Vec<u8>)],
-    trims: &[(std::sync::Arc<File>, u64)],
+    trims: &[Trim],
     dir: &Path,
 ) -> io::Result<()> {
-    for (file, size) in trims {
+    write_shutdown_files(&OsDisk, files, trims, dir)
+}
+
+/// [`write_files_then_syncfs`] through `disk`.
+pub fn write_shutdown_files(
+    disk: &dyn Disk,
+    files: &[(PathBuf, Vec<u8>)],
+    trims: &[Trim],
+    dir: &Path,
+) -> io::Result<()> {
+    for trim in trims {
         // Also when the length is already right: cutting to the same size
         // releases blocks reserved past the end. A failure only leaves
         // space reserved (or padding recovery cuts); the rest goes on.
-        if let Err(e) = file.set_len(*size) {
-            log::warn!("cannot cut a segment to its data at shutdown: {e}");
+        if let Err(e) = disk.set_len(&trim.path, &trim.file, trim.size) {
+            log::warn!(
+                "cannot cut {} to its data at shutdown: {e}",
+                trim.path.display()
+            );
         }
     }
-    for (path, bytes) in files {
-        File::create(path)?.write_all_at(bytes, 0)?;
-    }
+    disk.write_files(files, false)?;
     let fs = File::open(dir)?;
-    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&fs)).map_err(io::Error::from)
-}
-
-/// fsyncs a directory so created or removed entries are durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    disk.syncfs(&fs)
 }
 
 fn list_segment_bases(dir: &Path) -> io::Result<Vec<i64>> {
@@ -857,60 +931,119 @@ fn list_segment_bases(dir: &Path) -> io::Result<Vec<i64>> {
     Ok(bases)
 }
 
+/// The bytes of a small file read at startup; `None` when it is missing
+/// or unreadable (its content is then rebuilt from the segment).
+fn read_small_file(path: &Path) -> Option<Vec<u8>> {
+    match fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            log::warn!("{}: {e}; rebuilding it", path.display());
+            None
+        }
+    }
+}
+
 fn open_sealed(
+    disk: &dyn Disk,
     path: PathBuf,
     file: File,
     base: i64,
     next_base: i64,
     config: &LogConfig,
     now_ms: i64,
-) -> io::Result<Segment> {
+) -> Result<Segment> {
     let size = file.metadata()?.len();
-    let mut segment = Segment::from_file(path, file, base, size, next_base, now_ms)?;
+    let mut segment = Segment::from_file(path, file, base, size, next_base, now_ms);
     let (index_path, time_path) = segment.index_paths();
-    let index = fs::read(&index_path)
-        .ok()
+    let index = read_small_file(&index_path)
         .and_then(|b| OffsetIndex::decode(base, &b).ok())
         .filter(|i| {
             i.last_entry()
                 .is_none_or(|(_, pos)| u64::from(pos) < size.max(1))
         });
-    let time_index = fs::read(&time_path)
-        .ok()
-        .and_then(|b| TimeIndex::decode(base, &b).ok());
-    match (index, time_index) {
-        (Some(index), Some(time_index)) if size == 0 || time_index.max_timestamp().is_some() => {
+    let time_index = read_small_file(&time_path).and_then(|b| TimeIndex::decode(base, &b).ok());
+    if let (Some(index), Some(time_index)) = (index, time_index) {
+        if indexes_describe(&segment, next_base, &index, &time_index, config)? {
             segment.max_timestamp = time_index.max_timestamp().map_or(-1, |(ts, _)| ts);
             segment.index = index;
             segment.time_index = time_index;
+            return Ok(segment);
         }
-        _ => {
-            let recovered = recover_segment(&segment.read_file, base, config.index_interval_bytes)?;
-            if recovered.valid_len < size {
-                log::warn!(
-                    "sealed segment {} is corrupt after byte {}: {}; truncating",
-                    segment.path.display(),
-                    recovered.valid_len,
-                    recovered.stop_reason.as_deref().unwrap_or("unknown")
-                );
-                segment.read_file.set_len(recovered.valid_len)?;
-                segment.read_file.sync_all()?;
-            }
-            segment.size = recovered.valid_len;
-            segment.written = recovered.valid_len;
-            segment.max_timestamp = recovered.max_timestamp.map_or(-1, |(ts, _)| ts);
-            segment.index = recovered.index;
-            segment.time_index = recovered.time_index;
-            write_files_synced(&[
-                (index_path, segment.index.encode()),
-                (time_path, segment.time_index.encode()),
-            ])?;
-        }
+        log::info!(
+            "{}: index files are stale or torn; rebuilding them",
+            segment.path.display()
+        );
     }
+    let recovered = recover_segment(&segment.read_file, base, config.index_interval_bytes)?;
+    if recovered.valid_len < size {
+        log::warn!(
+            "sealed segment {} is corrupt after byte {}: {}; truncating",
+            segment.path.display(),
+            recovered.valid_len,
+            recovered.stop_reason.as_deref().unwrap_or("unknown")
+        );
+        disk.set_len(&segment.path, &segment.read_file, recovered.valid_len)
+            .map_err(|e| StorageError::at(Op::Truncate, &segment.path, e))?;
+        disk.sync_file(&segment.path, &segment.read_file)
+            .map_err(|e| StorageError::at(Op::SyncFile, &segment.path, e))?;
+    }
+    segment.size = recovered.valid_len;
+    segment.written = recovered.valid_len;
+    segment.max_timestamp = recovered.max_timestamp.map_or(-1, |(ts, _)| ts);
+    segment.index = recovered.index;
+    segment.time_index = recovered.time_index;
+    disk.write_files(
+        &[
+            (time_path, segment.time_index.encode()),
+            (index_path, segment.index.encode()),
+        ],
+        true,
+    )
+    .map_err(|e| StorageError::at(Op::WriteFiles, &segment.path, e))?;
     Ok(segment)
 }
 
+/// True when index files found at startup describe the sealed `segment`:
+/// the batches after the last offset-index entry are whole and valid, end
+/// exactly at the file's end and below the next segment's base, and none
+/// is newer than the time index's newest entry. Files written at an
+/// earlier shutdown, when the segment was shorter (a crash then stopped the
+/// seal that rewrites them), or torn ones fail this. The seal writes the
+/// time index durably before the offset index, so a current offset index
+/// implies a current time index. Reads at most an index interval and a
+/// batch in the normal case.
+fn indexes_describe(
+    segment: &Segment,
+    next_base: i64,
+    index: &OffsetIndex,
+    time_index: &TimeIndex,
+    config: &LogConfig,
+) -> io::Result<bool> {
+    if segment.size == 0 {
+        return Ok(true);
+    }
+    let Some((newest_timestamp, _)) = time_index.max_timestamp() else {
+        return Ok(false);
+    };
+    let (tail_offset, tail_start) = index.last_entry().unwrap_or((segment.base_offset, 0));
+    let tail = scan_segment(
+        &segment.read_file,
+        tail_offset,
+        config.index_interval_bytes,
+        u64::from(tail_start),
+    )?;
+    Ok(tail.valid_len == segment.size
+        && tail.first_offset == Some(tail_offset)
+        && tail.next_offset <= next_base
+        && tail
+            .max_timestamp
+            .is_none_or(|(ts, _)| ts <= newest_timestamp))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn recover_active(
+    disk: &dyn Disk,
     path: PathBuf,
     file: File,
     base: i64,
@@ -918,7 +1051,7 @@ fn recover_active(
     now_ms: i64,
     producers: &mut ProducerStates,
     dir: &Path,
-) -> io::Result<Segment> {
+) -> Result<Segment> {
     let file_len = file.metadata()?.len();
     let recovered = recover_segment(&file, base, config.index_interval_bytes)?;
     if recovered.valid_len < file_len {
@@ -929,11 +1062,12 @@ fn recover_active(
             recovered.valid_len,
             recovered.stop_reason.as_deref().unwrap_or("torn tail")
         );
-        file.set_len(recovered.valid_len)?;
-        file.sync_all()?;
+        disk.set_len(&path, &file, recovered.valid_len)
+            .map_err(|e| StorageError::at(Op::Truncate, &path, e))?;
+        disk.sync_file(&path, &file)
+            .map_err(|e| StorageError::at(Op::SyncFile, &path, e))?;
     }
-    let snapshot = fs::read(dir.join(PRODUCER_SNAPSHOT_FILE))
-        .ok()
+    let snapshot = read_small_file(&dir.join(PRODUCER_SNAPSHOT_FILE))
         .and_then(|b| ProducerStates::from_snapshot(&b))
         .filter(|(_, covered)| *covered <= recovered.next_offset);
     let replay_from = match snapshot {
@@ -967,7 +1101,7 @@ fn recover_active(
         recovered.valid_len,
         recovered.next_offset,
         now_ms,
-    )?;
+    );
     segment.max_timestamp = recovered.max_timestamp.map_or(-1, |(ts, _)| ts);
     segment.index = recovered.index;
     segment.time_index = recovered.time_index;

@@ -41,6 +41,8 @@ pub struct RecoveredSegment {
     pub valid_len: u64,
     /// Offset after the last valid batch (the base offset when none).
     pub next_offset: i64,
+    /// Base offset of the first valid batch.
+    pub first_offset: Option<i64>,
     /// Valid batches.
     pub batch_count: u64,
     /// (timestamp, offset) of the newest-timestamp batch.
@@ -69,11 +71,24 @@ pub fn recover_segment(
     base_offset: i64,
     index_interval_bytes: u32,
 ) -> io::Result<RecoveredSegment> {
+    scan_segment(file, base_offset, index_interval_bytes, 0)
+}
+
+/// Scans `file` from byte `start`, where a batch at `base_offset` or later
+/// should begin (checking the tail of a sealed segment after its last index
+/// entry). The indexes rebuilt are only meaningful from byte 0.
+pub fn scan_segment(
+    file: &File,
+    base_offset: i64,
+    index_interval_bytes: u32,
+    start: u64,
+) -> io::Result<RecoveredSegment> {
     let file_len = file.metadata()?.len();
     let mut index = OffsetIndex::new(base_offset);
     let mut time_index = TimeIndex::new(base_offset);
-    let mut position = 0u64;
+    let mut position = start;
     let mut next_offset = base_offset;
+    let mut first_offset = None;
     let mut batch_count = 0u64;
     let mut bytes_since_index = 0u64;
     let mut max_ts = i64::MIN;
@@ -141,6 +156,7 @@ pub fn recover_segment(
             break;
         }
         let last_offset = header.last_offset();
+        first_offset.get_or_insert(header.base_offset);
         bytes_since_index += total;
         if should_index(bytes_since_index, index_interval_bytes) && position <= u64::from(u32::MAX)
         {
@@ -176,11 +192,12 @@ pub fn recover_segment(
     Ok(RecoveredSegment {
         valid_len: position,
         next_offset,
+        first_offset,
         batch_count,
         max_timestamp,
         index,
         time_index,
-        truncated_bytes: file_len - position,
+        truncated_bytes: file_len.saturating_sub(position),
         stop_reason,
         producers,
     })

@@ -2,18 +2,21 @@
 //!
 //! A segment's bytes are record batches exactly as they go on the wire.
 //! `size` counts bytes assigned (appended in memory, maybe not yet written);
-//! `written` counts bytes already in the file: readers never look past it.
+//! `written` counts bytes already in the file: readers never look past it,
+//! and nothing below it ever changes while the file is open (appends only;
+//! cuts happen at or past `size`), which is what lets reads locate batches
+//! off the shard thread (`crate::read`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::disk::{Disk, SegmentFile};
 use crate::index::{OffsetIndex, TimeIndex};
-use crate::writer::{SegmentWriter, WriteMode};
-use ringbroker_protocol::batch::{parse_header, BatchHeader, BATCH_HEADER_LEN};
+use crate::read::SegmentView;
+use crate::writer::WriteMode;
 
 /// The file name of a segment, index or time index for a base offset.
 pub fn file_name(base_offset: i64, extension: &str) -> String {
@@ -28,8 +31,8 @@ pub struct Segment {
     pub path: PathBuf,
     /// Read-only handle shared with senders (sendfile) on any shard.
     pub read_file: Arc<File>,
-    /// io_uring write handle; `None` once the segment is sealed or idle.
-    pub write_file: Option<Rc<SegmentWriter>>,
+    /// Write handle; `None` once the segment is sealed or idle.
+    pub write_file: Option<Rc<dyn SegmentFile>>,
     /// Bytes assigned, including those still pending write.
     pub size: u64,
     /// Bytes already written to the file.
@@ -51,35 +54,43 @@ pub struct Segment {
 impl Segment {
     /// Creates an empty segment file for `base_offset` in `dir` (the write
     /// handle opens on first use).
-    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Segment> {
+    pub fn create(
+        disk: &dyn Disk,
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+    ) -> io::Result<Segment> {
         let path = dir.join(file_name(base_offset, "log"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
-        Self::from_file(path, file, base_offset, 0, base_offset, now_ms)
+        let file = disk.create_segment(&path)?;
+        Ok(Self::from_file(
+            path,
+            file,
+            base_offset,
+            0,
+            base_offset,
+            now_ms,
+        ))
     }
 
-    /// The io_uring write handle, opened when the segment has none:
-    /// partitions that are not being written hold one file descriptor, not
-    /// two. `preallocate_step` is 0 for no preallocation.
+    /// The write handle, opened when the segment has none: partitions that
+    /// are not being written hold one file descriptor, not two.
+    /// `preallocate_step` is 0 for no preallocation.
     pub fn writer(
         &mut self,
+        disk: &dyn Disk,
         mode: WriteMode,
         preallocate_step: u64,
-    ) -> io::Result<Rc<SegmentWriter>> {
+    ) -> io::Result<Rc<dyn SegmentFile>> {
         if let Some(file) = &self.write_file {
             return Ok(file.clone());
         }
-        let file = Rc::new(SegmentWriter::open(
-            mode,
-            self.path.clone(),
+        let file = disk.segment_writer(
+            &self.path,
             &self.read_file,
             self.size,
+            mode,
             preallocate_step,
-        )?);
+        )?;
         self.write_file = Some(file.clone());
         Ok(file)
     }
@@ -93,8 +104,8 @@ impl Segment {
         size: u64,
         next_offset: i64,
         now_ms: i64,
-    ) -> io::Result<Segment> {
-        Ok(Segment {
+    ) -> Segment {
+        Segment {
             base_offset,
             path,
             read_file: Arc::new(file),
@@ -107,7 +118,7 @@ impl Segment {
             max_timestamp: -1,
             created_ms: now_ms,
             bytes_since_index: 0,
-        })
+        }
     }
 
     /// True when no batch has been assigned to this segment.
@@ -115,33 +126,18 @@ impl Segment {
         self.size == 0
     }
 
-    /// Reads the batch header at `position` from the written part.
-    pub fn header_at(&self, position: u64) -> io::Result<Option<BatchHeader>> {
-        if position + BATCH_HEADER_LEN as u64 > self.written {
-            return Ok(None);
-        }
-        let mut buf = [0u8; BATCH_HEADER_LEN];
-        self.read_file.read_exact_at(&mut buf, position)?;
-        let header = parse_header(&buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        if header.total_len() as u64 + position > self.written {
-            return Ok(None);
-        }
-        Ok(Some(header))
-    }
-
-    /// Finds the position of the batch holding `offset` (or the first batch
-    /// after it), scanning forward from the sparse index entry.
-    pub fn find_position(&self, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+    /// What a read needs of this segment, to locate `offset` without the
+    /// segment (off the shard thread): the file, the written end and where
+    /// the sparse index says to start scanning.
+    pub fn view(&self, offset: i64) -> SegmentView {
+        assert!(self.written <= self.size, "written past the assigned end");
         let (_, start) = self.index.lookup(offset);
-        let mut position = u64::from(start);
-        while let Some(header) = self.header_at(position)? {
-            if header.last_offset() >= offset {
-                return Ok(Some((position, header)));
-            }
-            position += header.total_len() as u64;
+        SegmentView {
+            file: self.read_file.clone(),
+            base_offset: self.base_offset,
+            start: u64::from(start),
+            written: self.written,
         }
-        Ok(None)
     }
 
     /// Paths of the index files beside this segment.

@@ -24,8 +24,13 @@ use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+
+use crate::disk::SegmentFile;
+use crate::error::from_glommio;
 
 /// How segments are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,8 +68,9 @@ pub const DIRECT_ALIGN: u64 = 4096;
 /// Smallest reservation ahead of the write position.
 const PREALLOCATE_MIN_BYTES: u64 = 1 << 20;
 
-/// The active segment's write handle.
+/// The active segment's write handle: the production [`SegmentFile`].
 pub struct SegmentWriter {
+    path: PathBuf,
     kind: Kind,
     /// Bytes reserved with fallocate (0 = none; preallocation off when
     /// `preallocate_step` is 0).
@@ -78,7 +84,6 @@ enum Kind {
 }
 
 struct DirectFile {
-    path: PathBuf,
     /// Opened on first write (opening a DMA file is asynchronous).
     file: RefCell<Option<Rc<glommio::io::DmaFile>>>,
     /// End of the data written so far.
@@ -93,10 +98,6 @@ fn align_down(v: u64) -> u64 {
 
 fn align_up(v: u64) -> u64 {
     v.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN
-}
-
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
 }
 
 impl SegmentWriter {
@@ -122,7 +123,6 @@ impl SegmentWriter {
                 let mut tail = vec![0u8; (size - start) as usize];
                 read_file.read_exact_at(&mut tail, start)?;
                 Kind::Direct(DirectFile {
-                    path,
                     file: RefCell::new(None),
                     end: Cell::new(size),
                     tail: RefCell::new(tail),
@@ -130,6 +130,7 @@ impl SegmentWriter {
             }
         };
         Ok(SegmentWriter {
+            path,
             kind,
             preallocated: Cell::new(0),
             preallocate_step,
@@ -138,19 +139,37 @@ impl SegmentWriter {
 
     /// Writes `data` at `position` (the end of what was written before, for
     /// direct mode). A short write only happens when the disk is full or
-    /// failing; it is an error, not retried (recovery truncates the tail).
+    /// failing; it is an error, not retried (recovery cuts the tail), and it
+    /// carries the cause when the kernel tells it (ENOSPC, EDQUOT).
     pub async fn write_at(&self, data: Vec<u8>, position: u64) -> io::Result<()> {
         let len = data.len();
         self.preallocate(position + len as u64).await;
-        match &self.kind {
-            Kind::Buffered(file) => {
-                let written = file.write_at(data, position).await.map_err(other)?;
-                if written != len {
-                    return Err(short_write(written, len));
-                }
-                Ok(())
-            }
-            Kind::Direct(direct) => direct.write_at(&data, position).await,
+        let written = match &self.kind {
+            Kind::Buffered(file) => file.write_at(data, position).await.map_err(from_glommio)?,
+            Kind::Direct(direct) => direct.write_at(&self.path, &data, position).await?,
+        };
+        if written < len {
+            return Err(self
+                .short_write_cause(position + len as u64, written, len)
+                .await);
+        }
+        Ok(())
+    }
+
+    /// Why a write came back short. glommio took the buffer, so the rest
+    /// cannot be written again to learn the errno; reserving the space the
+    /// rest needed asks the filesystem the same question without data.
+    async fn short_write_cause(&self, end: u64, written: usize, len: usize) -> io::Error {
+        let probe = match &self.kind {
+            Kind::Buffered(file) => file.pre_allocate(end, true).await.map_err(from_glommio),
+            Kind::Direct(direct) => match direct.opened(&self.path).await {
+                Ok(file) => file.pre_allocate(end, true).await.map_err(from_glommio),
+                Err(e) => Err(e),
+            },
+        };
+        match probe {
+            Err(e) if e.raw_os_error() != Some(libc::EOPNOTSUPP) => e,
+            _ => short_write(written, len),
         }
     }
 
@@ -164,11 +183,13 @@ impl SegmentWriter {
     /// Makes everything written durable.
     pub async fn fdatasync(&self) -> io::Result<()> {
         match &self.kind {
-            Kind::Buffered(file) => file.fdatasync().await.map_err(other),
-            Kind::Direct(direct) => match direct.opened().await? {
-                Some(file) => file.fdatasync().await.map_err(other),
-                None => Ok(()),
-            },
+            Kind::Buffered(file) => file.fdatasync().await.map_err(from_glommio),
+            Kind::Direct(direct) => direct
+                .opened(&self.path)
+                .await?
+                .fdatasync()
+                .await
+                .map_err(from_glommio),
         }
     }
 
@@ -178,22 +199,20 @@ impl SegmentWriter {
         match &self.kind {
             Kind::Buffered(file) => {
                 if self.preallocated.get() > 0 {
-                    file.truncate(size).await.map_err(other)?;
+                    file.truncate(size).await.map_err(from_glommio)?;
                 }
-                file.fdatasync().await.map_err(other)
+                file.fdatasync().await.map_err(from_glommio)
             }
-            Kind::Direct(direct) => match direct.opened().await? {
-                Some(file) => {
-                    file.truncate(size).await.map_err(other)?;
-                    file.fdatasync().await.map_err(other)
-                }
-                None => Ok(()),
-            },
+            Kind::Direct(direct) => {
+                let file = direct.opened(&self.path).await?;
+                file.truncate(size).await.map_err(from_glommio)?;
+                file.fdatasync().await.map_err(from_glommio)
+            }
         }
     }
 
     /// Reserves space ahead of `end` in steps (best effort: filesystems
-    /// without fallocate just skip it).
+    /// without fallocate just skip it; a full disk shows up on the write).
     async fn preallocate(&self, end: u64) {
         if self.preallocate_step == 0 || end <= self.preallocated.get() {
             return;
@@ -207,11 +226,11 @@ impl SegmentWriter {
         );
         let target = (end + ahead).div_ceil(PREALLOCATE_MIN_BYTES) * PREALLOCATE_MIN_BYTES;
         let result = match &self.kind {
-            Kind::Buffered(file) => file.pre_allocate(target, true).await.map_err(other),
-            Kind::Direct(direct) => match direct.opened().await {
-                Ok(Some(file)) => file.pre_allocate(target, true).await.map_err(other),
-                Ok(None) => return,
-                Err(e) => Err(e),
+            Kind::Buffered(file) => file.pre_allocate(target, true).await.map_err(from_glommio),
+            Kind::Direct(direct) => match direct.opened(&self.path).await {
+                Ok(file) => file.pre_allocate(target, true).await.map_err(from_glommio),
+                // The write that follows opens the file again and reports.
+                Err(_) => return,
             },
         };
         match result {
@@ -224,6 +243,28 @@ impl SegmentWriter {
     }
 }
 
+impl SegmentFile for SegmentWriter {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_at(&self, data: Vec<u8>, position: u64) -> LocalBoxFuture<'_, io::Result<()>> {
+        Box::pin(SegmentWriter::write_at(self, data, position))
+    }
+
+    fn fdatasync(&self) -> LocalBoxFuture<'_, io::Result<()>> {
+        Box::pin(SegmentWriter::fdatasync(self))
+    }
+
+    fn seal(&self, size: u64) -> LocalBoxFuture<'_, io::Result<()>> {
+        Box::pin(SegmentWriter::seal(self, size))
+    }
+
+    fn may_extend_past_data(&self) -> bool {
+        SegmentWriter::may_extend_past_data(self)
+    }
+}
+
 fn short_write(written: usize, len: usize) -> io::Error {
     io::Error::new(
         io::ErrorKind::WriteZero,
@@ -232,61 +273,70 @@ fn short_write(written: usize, len: usize) -> io::Error {
 }
 
 impl DirectFile {
-    /// The DMA handle, opening it on first use. `None` never happens after
-    /// a successful open; it is kept for clarity at the call sites.
-    async fn opened(&self) -> io::Result<Option<Rc<glommio::io::DmaFile>>> {
+    /// The DMA handle, opening it on first use (opening a DMA file is
+    /// asynchronous).
+    async fn opened(&self, path: &Path) -> io::Result<Rc<glommio::io::DmaFile>> {
         if let Some(file) = self.file.borrow().as_ref() {
-            return Ok(Some(file.clone()));
+            return Ok(file.clone());
         }
         let file = glommio::io::OpenOptions::new()
             .read(true)
             .write(true)
-            .dma_open(&self.path)
+            .dma_open(path)
             .await
-            .map_err(other)?;
+            .map_err(from_glommio)?;
         if !DIRECT_ALIGN.is_multiple_of(file.alignment()) {
-            return Err(io::Error::other(format!(
-                "{}: direct I/O needs {}-byte alignment; use ringbroker.log.write.mode=buffered",
-                self.path.display(),
-                file.alignment()
-            )));
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{}: direct I/O needs {}-byte alignment; use ringbroker.log.write.mode=buffered",
+                    path.display(),
+                    file.alignment()
+                ),
+            ));
         }
         let file = Rc::new(file);
         *self.file.borrow_mut() = Some(file.clone());
-        Ok(Some(file))
+        Ok(file)
     }
 
-    async fn write_at(&self, data: &[u8], position: u64) -> io::Result<()> {
+    /// Writes `data` at `position` with the kept tail block in front,
+    /// padded to the next block. Returns how many of `data`'s bytes reached
+    /// the file.
+    async fn write_at(&self, path: &Path, data: &[u8], position: u64) -> io::Result<usize> {
         if position != self.end.get() {
             return Err(io::Error::other(format!(
                 "direct write at {position} but the segment ends at {}",
                 self.end.get()
             )));
         }
-        let Some(file) = self.opened().await? else {
-            return Ok(());
-        };
+        let file = self.opened(path).await?;
         let start = align_down(position);
         let new_end = position + data.len() as u64;
         let padded = (align_up(new_end) - start) as usize;
         let mut buf = file.alloc_dma_buffer(padded);
+        let tail_len = (position - start) as usize;
         let new_tail = {
             let bytes = buf.as_bytes_mut();
             let tail = self.tail.borrow();
-            bytes[..tail.len()].copy_from_slice(&tail);
-            let data_end = tail.len() + data.len();
-            bytes[tail.len()..data_end].copy_from_slice(data);
+            assert_eq!(tail.len(), tail_len, "direct tail out of step with the end");
+            bytes[..tail_len].copy_from_slice(&tail);
+            let data_end = tail_len + data.len();
+            bytes[tail_len..data_end].copy_from_slice(data);
             bytes[data_end..].fill(0);
             let tail_start = (align_down(new_end) - start) as usize;
             bytes[tail_start..data_end].to_vec()
         };
-        let written = file.write_at(buf, start).await.map_err(other)?;
-        if written != padded {
-            return Err(short_write(written, padded));
+        let written = file.write_at(buf, start).await.map_err(from_glommio)?;
+        let data_written = written.saturating_sub(tail_len);
+        if data_written < data.len() {
+            // Short: the caller fails the partition; the kept tail no
+            // longer matters.
+            return Ok(data_written);
         }
         self.end.set(new_end);
         *self.tail.borrow_mut() = new_tail;
-        Ok(())
+        Ok(data.len())
     }
 }
 

@@ -288,7 +288,9 @@ impl<S: StateMachine + 'static> QuorumDriver<S> {
         futures::pin_mut!(answer);
         match futures::future::select(answer, timer).await {
             futures::future::Either::Left((Ok(result), _)) => result,
-            futures::future::Either::Left((Err(_), _)) => Err(ProposeError::NotLeader(self.leader())),
+            futures::future::Either::Left((Err(_), _)) => {
+                Err(ProposeError::NotLeader(self.leader()))
+            }
             futures::future::Either::Right(_) => {
                 self.pending.borrow_mut().remove(&counter);
                 Err(ProposeError::Timeout)

@@ -290,17 +290,24 @@ pub trait ControllerHandler {
     /// A raft message from a peer voter.
     fn raft(&self, message: &[u8]);
     /// A request; the returned future yields the response body.
-    fn request(&self, body: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>>>>;
+    fn request(
+        &self,
+        body: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>>>>;
 }
 
 /// Accepts controller connections until the listener fails; each
 /// connection is served by its own tasks.
-pub async fn serve_controller(listener: glommio::net::TcpListener, handler: Rc<dyn ControllerHandler>) {
+pub async fn serve_controller(
+    listener: glommio::net::TcpListener,
+    handler: Rc<dyn ControllerHandler>,
+) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let handler = handler.clone();
-                glommio::spawn_local(async move { serve_connection(stream, handler).await }).detach();
+                glommio::spawn_local(async move { serve_connection(stream, handler).await })
+                    .detach();
             }
             Err(e) => {
                 log::warn!("controller listener: {e}");
