@@ -388,6 +388,14 @@ pub fn stamp_base_offset(batch: &mut [u8], base_offset: i64) {
     }
 }
 
+/// Writes the partition leader epoch (outside the CRC range, so the CRC
+/// stays valid): the epoch of the leader that appended the batch.
+pub fn stamp_leader_epoch(batch: &mut [u8], leader_epoch: i32) {
+    if let Some(field) = batch.get_mut(12..16) {
+        field.copy_from_slice(&leader_epoch.to_be_bytes());
+    }
+}
+
 /// Marks the batch as LogAppendTime with `timestamp_ms` as its max
 /// timestamp and recomputes the CRC. No-op on a buffer shorter than a header.
 pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
@@ -482,6 +490,19 @@ pub fn build_batch(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stamps_leave_the_crc_valid() {
+        let mut bytes = build_batch(5, None, &[(None, b"a"), (None, b"b")]);
+        stamp_base_offset(&mut bytes, 40);
+        stamp_leader_epoch(&mut bytes, 7);
+        let (header, _) = batches(&bytes)
+            .next()
+            .expect("a batch")
+            .expect("valid after stamping");
+        assert_eq!((header.base_offset, header.partition_leader_epoch), (40, 7));
+        stamp_leader_epoch(&mut bytes[..10], 1); // too short: nothing happens
+    }
     use super::*;
     use proptest::prelude::*;
 

@@ -415,7 +415,7 @@ impl Coordinator {
         for partition in partitions {
             let log = partition.log.borrow();
             let mut offset = log.log_start_offset();
-            while offset < log.high_watermark() {
+            while offset < log.log_end_offset() {
                 let slice = match log.read(offset, 8 << 20) {
                     Ok(Some(slice)) => slice,
                     _ => break,

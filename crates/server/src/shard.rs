@@ -271,11 +271,13 @@ impl Shard {
                 let key = (meta.name.clone(), p);
                 if let Some(existing) = self.partitions.borrow().get(&key) {
                     existing.log.borrow_mut().set_config(log_config.clone());
+                    existing.set_leader_epoch(replicas.leader_epoch);
                     continue;
                 }
                 let dir = self.partition_dir(&meta.name, p);
                 let log = PartitionLog::open(&dir, log_config.clone(), now)?;
                 let partition = Rc::new(Partition::new(meta.name.clone(), p, log));
+                partition.set_leader_epoch(replicas.leader_epoch);
                 self.partitions.borrow_mut().insert(key, partition);
             }
         }
@@ -477,9 +479,9 @@ impl Shard {
                 ));
                 continue;
             };
+            let appended = partition.append(&part.records, now);
             let appended = {
                 let mut log = partition.log.borrow_mut();
-                let appended = log.append(&part.records, now);
                 if appended.is_ok() && acks == -1 {
                     log.request_sync();
                 }
@@ -506,11 +508,12 @@ impl Shard {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         for (i, partition, last_offset) in waits {
             let reached = partition
-                .wait_until(deadline, |log| {
+                .wait_until(deadline, |p| {
+                    let log = p.log.borrow();
                     if acks == -1 {
                         log.durable_offset() > last_offset
                     } else {
-                        log.high_watermark() > last_offset
+                        log.log_end_offset() > last_offset
                     }
                 })
                 .await;
@@ -568,16 +571,18 @@ impl Shard {
                 });
                 continue;
             };
-            // The offsets answered are those the read was planned against.
+            // The offsets answered are those the read was planned against;
+            // consumers read below the high watermark.
+            let high_watermark = partition.high_watermark();
             let log = partition.log.borrow();
             let mut result = FetchResult {
                 error_code: 0,
-                high_watermark: log.high_watermark(),
-                last_stable_offset: log.high_watermark(),
+                high_watermark,
+                last_stable_offset: partition.last_stable_offset(),
                 log_start_offset: log.log_start_offset(),
                 records: None,
             };
-            match log.plan_read(part.offset, part.max_bytes) {
+            match log.plan_read(part.offset, part.max_bytes, high_watermark) {
                 Ok(Some(plan)) => reads.push((i, plan)),
                 Ok(None) => {}
                 Err(e) => result.error_code = read_error_code(&e).code(),
@@ -605,7 +610,7 @@ impl Shard {
                 let offset = *offset;
                 Some(async move {
                     partition
-                        .wait_until(deadline, |log| log.high_watermark() > offset)
+                        .wait_until(deadline, |p| p.high_watermark() > offset)
                         .await
                 })
             })
@@ -686,7 +691,7 @@ impl Shard {
             };
             let log = partition.log.borrow();
             results.push(match part.timestamp {
-                -1 => answer(ErrorCode::None, (log.high_watermark(), -1)),
+                -1 => answer(ErrorCode::None, (partition.high_watermark(), -1)),
                 -2 | -4 => answer(ErrorCode::None, (log.log_start_offset(), -1)),
                 -3 => answer(
                     ErrorCode::None,
@@ -871,7 +876,11 @@ impl Shard {
         let now = now_ms();
         let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
         for partition in partitions {
-            let expired = partition.log.borrow_mut().take_expired_segments(now);
+            let high_watermark = partition.high_watermark();
+            let expired = partition
+                .log
+                .borrow_mut()
+                .take_expired_segments(now, high_watermark);
             if expired.is_empty() {
                 continue;
             }

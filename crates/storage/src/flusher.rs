@@ -335,6 +335,17 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), StorageEr
                     .map_err(|e| StorageError::at(Op::Seal, file.path(), e))?;
                 disk.seal_files(files, dir).await?;
             }
+            PendingOp::EpochCheckpoint { path, lines } => {
+                // Small and rare (a new leader epoch, retention): one
+                // atomic replace on the blocking pool.
+                let written = glommio::executor()
+                    .spawn_blocking({
+                        let path = path.clone();
+                        move || crate::checkpoint::write(&path, &lines)
+                    })
+                    .await;
+                written.map_err(|e| StorageError::at(Op::WriteFiles, &path, e))?;
+            }
         }
     }
     Ok(())

@@ -63,6 +63,11 @@ impl OffsetIndex {
         }
     }
 
+    /// Drops entries at or past `position` (the segment was cut there).
+    pub fn truncate_to_position(&mut self, position: u64) {
+        self.entries.retain(|&(_, pos)| u64::from(pos) < position);
+    }
+
     /// The last entry (absolute offset, position).
     pub fn last_entry(&self) -> Option<(i64, u32)> {
         self.entries
@@ -166,6 +171,15 @@ impl TimeIndex {
         i.checked_sub(1)
             .and_then(|i| self.entries.get(i))
             .map(|&(_, rel)| self.base_offset + i64::from(rel))
+    }
+
+    /// Drops entries for offsets at or past `end_offset` (the segment was
+    /// cut there). The last entry left still holds the largest timestamp of
+    /// what remains: entries are added only when the maximum grows.
+    pub fn truncate_to_offset(&mut self, end_offset: i64) {
+        let base = self.base_offset;
+        self.entries
+            .retain(|&(_, rel)| base + i64::from(rel) < end_offset);
     }
 
     /// The newest entry: (max timestamp, offset).

@@ -3,10 +3,19 @@
 //!
 //! All state changes are synchronous and happen on the owner shard; file I/O
 //! is queued as [`PendingOp`]s that the shard's flusher performs in order.
-//! Offsets: `log_start_offset <= durable_offset <= high_watermark <=
+//! Offsets: `log_start_offset <= durable_offset <= log_end_offset <=
 //! next_offset` where `next_offset` counts batches assigned in memory,
-//! `high_watermark` those written to the file (readable), and
-//! `durable_offset` those covered by an fdatasync.
+//! the log end offset those written to the file (readable), and
+//! `durable_offset` those covered by an fdatasync. The high watermark and
+//! the last stable offset are not the log's: the partition above it keeps
+//! them (on a single node they follow the log end; replication sets them),
+//! and bounds consumer reads with them ([`PartitionLog::plan_read`]).
+//!
+//! Every batch carries the epoch of the leader that appended it; the log
+//! keeps where each epoch starts ([`LeaderEpochCache`], Kafka's
+//! `leader-epoch-checkpoint`) and can cut its tail back to any offset
+//! ([`PartitionLog::truncate_to`]) when a replica must drop what a new
+//! leader does not have.
 //!
 //! File I/O goes through the log's [`Disk`] (the storage seam); a failed
 //! write or sync fails the partition for good ([`PartitionLog::fail`]).
@@ -21,6 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::disk::{Disk, OsDisk, SegmentFile};
+use crate::epoch::LeaderEpochCache;
 use crate::error::{Op, Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::producer::{ProducerBatch, ProducerStates, SequenceCheck};
@@ -151,6 +161,13 @@ pub enum PendingOp {
         /// Offset after the last batch in `data`.
         end_offset: i64,
     },
+    /// Replace the `leader-epoch-checkpoint` file (atomically, durably).
+    EpochCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// Its entry lines.
+        lines: Vec<String>,
+    },
     /// A rolled segment: fsync it and persist its indexes and a producer
     /// snapshot.
     Seal {
@@ -175,7 +192,8 @@ pub struct PartitionLog {
     pub(crate) segments: VecDeque<Segment>,
     log_start_offset: i64,
     next_offset: i64,
-    high_watermark: i64,
+    /// Offset after the last batch written to the file (readable).
+    written_offset: i64,
     durable_offset: i64,
     sync_wanted: i64,
     pending: Vec<PendingOp>,
@@ -186,6 +204,12 @@ pub struct PartitionLog {
     appended_since_open: bool,
     unsynced_bytes: u64,
     closed: bool,
+    /// Where each leader epoch starts (`leader-epoch-checkpoint`).
+    epochs: LeaderEpochCache,
+    /// (end offset, segment base, end position) of every batch, while the
+    /// owner needs reads bounded below the written end (a high watermark
+    /// set by replication); `None` when it does not.
+    batch_ends: Option<VecDeque<(i64, i64, u64)>>,
 }
 
 /// What a clean shutdown writes for one partition, taken once the log is
@@ -241,6 +265,7 @@ impl PartitionLog {
         bases.sort_unstable();
         let mut segments = VecDeque::with_capacity(bases.len().max(1));
         let mut producers = ProducerStates::default();
+        let mut tail_epochs = Vec::new();
         let last_index = bases.len().saturating_sub(1);
         for (i, &base) in bases.iter().enumerate() {
             let path = dir.join(file_name(base, "log"));
@@ -248,7 +273,7 @@ impl PartitionLog {
                 .open_segment(&path)
                 .map_err(|e| StorageError::at(Op::Open, &path, e))?;
             let segment = if i == last_index {
-                recover_active(
+                let (segment, epochs) = recover_active(
                     &*disk,
                     path,
                     file,
@@ -257,7 +282,9 @@ impl PartitionLog {
                     now_ms,
                     &mut producers,
                     dir,
-                )?
+                )?;
+                tail_epochs = epochs;
+                segment
             } else {
                 let next_base = bases[i + 1];
                 open_sealed(&*disk, path, file, base, next_base, &config, now_ms)?
@@ -273,6 +300,7 @@ impl PartitionLog {
         }
         let log_start_offset = segments.front().map_or(0, |s| s.base_offset);
         let next_offset = segments.back().map_or(0, |s| s.next_offset);
+        let epochs = recover_epochs(dir, log_start_offset, next_offset, &tail_epochs);
         Ok(PartitionLog {
             disk,
             dir: dir.to_path_buf(),
@@ -280,7 +308,7 @@ impl PartitionLog {
             segments,
             log_start_offset,
             next_offset,
-            high_watermark: next_offset,
+            written_offset: next_offset,
             durable_offset: next_offset,
             sync_wanted: next_offset,
             pending: Vec::new(),
@@ -291,6 +319,8 @@ impl PartitionLog {
             appended_since_open: false,
             unsynced_bytes: 0,
             closed: false,
+            epochs,
+            batch_ends: None,
         })
     }
 
@@ -302,9 +332,11 @@ impl PartitionLog {
     pub fn next_offset(&self) -> i64 {
         self.next_offset
     }
-    /// Offset up to which records are written and readable.
-    pub fn high_watermark(&self) -> i64 {
-        self.high_watermark
+    /// Offset after the last batch written to the file: the log end offset
+    /// readers and replicas see (appends not yet written are past it). The
+    /// high watermark is the partition's business, not the log's.
+    pub fn log_end_offset(&self) -> i64 {
+        self.written_offset
     }
     /// Offset up to which records are on stable storage.
     pub fn durable_offset(&self) -> i64 {
@@ -340,9 +372,16 @@ impl PartitionLog {
     }
 
     /// Validates and appends the record batches in `records`, assigning
-    /// offsets. The bytes are queued for the flusher; nothing is readable
-    /// until written.
-    pub fn append(&mut self, records: &Bytes, now_ms: i64) -> Result<Appended, AppendError> {
+    /// offsets and stamping `leader_epoch` into each batch (both outside the
+    /// CRC). The bytes are queued for the flusher; nothing is readable until
+    /// written. A leader epoch newer than any before starts a new entry of
+    /// the epoch cache, whose checkpoint file is written before the data.
+    pub fn append(
+        &mut self,
+        records: &Bytes,
+        now_ms: i64,
+        leader_epoch: i32,
+    ) -> Result<Appended, AppendError> {
         if let Some(failure) = &self.failed {
             return Err(StorageError::Failed(failure.clone()).into());
         }
@@ -384,10 +423,23 @@ impl PartitionLog {
             -1
         };
         let base_offset = self.next_offset;
+        if leader_epoch >= 0
+            && self
+                .epochs
+                .latest_epoch()
+                .is_none_or(|latest| leader_epoch > latest)
+        {
+            self.epochs.assign(leader_epoch, base_offset);
+            self.queue_epoch_checkpoint();
+        }
         for (header, range) in headers {
-            if let Err(broken) =
-                self.append_batch(&header, &records[range], now_ms, log_append_time_ms)
-            {
+            if let Err(broken) = self.append_batch(
+                &header,
+                &records[range],
+                now_ms,
+                log_append_time_ms,
+                leader_epoch,
+            ) {
                 // A broken invariant, not bad input: stop the partition
                 // rather than acknowledge part of a request.
                 let broken = Arc::new(broken);
@@ -452,6 +504,7 @@ impl PartitionLog {
         bytes: &[u8],
         now_ms: i64,
         log_append_time_ms: i64,
+        leader_epoch: i32,
     ) -> Result<()> {
         if header.last_offset_delta < 0 {
             // Validation refuses such batches; never let one move offsets back.
@@ -501,6 +554,9 @@ impl PartitionLog {
         segment.size += len;
         segment.next_offset = last_offset + 1;
         let segment_base = segment.base_offset;
+        if let Some(ends) = self.batch_ends.as_mut() {
+            ends.push_back((last_offset + 1, segment_base, position + len));
+        }
 
         // Coalesce with the previous write when contiguous.
         let data = match self.pending.last_mut() {
@@ -532,6 +588,7 @@ impl PartitionLog {
         data.extend_from_slice(bytes);
         let stored = &mut data[start..];
         batch::stamp_base_offset(stored, base_offset);
+        batch::stamp_leader_epoch(stored, leader_epoch);
         if log_append_time_ms >= 0 {
             batch::set_log_append_time(stored, log_append_time_ms);
         }
@@ -694,29 +751,29 @@ impl PartitionLog {
             segment.written = segment.written.max(end_position);
         }
         assert!(end_offset <= self.next_offset, "written past the log end");
-        self.high_watermark = self.high_watermark.max(end_offset);
+        self.written_offset = self.written_offset.max(end_offset);
         self.assert_offsets();
     }
 
     /// Records that an fdatasync covered everything up to `offset`.
     pub fn mark_durable(&mut self, offset: i64) {
         assert!(
-            offset <= self.high_watermark,
-            "durable past the high watermark"
+            offset <= self.written_offset,
+            "durable past the written end"
         );
         self.durable_offset = self.durable_offset.max(offset);
         self.assert_offsets();
     }
 
-    /// `log_start <= durable <= high watermark <= next`.
+    /// `log_start <= durable <= written <= next`.
     fn assert_offsets(&self) {
         assert!(
             self.log_start_offset <= self.durable_offset.max(self.log_start_offset)
-                && self.durable_offset <= self.high_watermark
-                && self.high_watermark <= self.next_offset,
-            "offsets out of order: durable {} high watermark {} next {}",
+                && self.durable_offset <= self.written_offset
+                && self.written_offset <= self.next_offset,
+            "offsets out of order: durable {} written {} next {}",
             self.durable_offset,
-            self.high_watermark,
+            self.written_offset,
             self.next_offset
         );
     }
@@ -730,16 +787,37 @@ impl PartitionLog {
     }
 
     /// Locates up to `max_bytes` of batches starting with the one holding
-    /// `offset` in memory, without reading the file: `Ok(None)` at the high
-    /// watermark, else a plan that [`crate::read::read_all`] performs off
-    /// the shard thread (or [`ReadPlan::read_blocking`] at startup).
-    pub fn plan_read(&self, offset: i64, max_bytes: usize) -> Result<Option<ReadPlan>, ReadError> {
-        if offset < self.log_start_offset || offset > self.high_watermark {
+    /// `offset` and ending before `upper` (the high watermark for consumers,
+    /// the log end for replicas), in memory, without reading the file:
+    /// `Ok(None)` at `upper`, else a plan that [`crate::read::read_all`]
+    /// performs off the shard thread (or [`ReadPlan::read_blocking`] at
+    /// startup). `upper` must be a batch boundary at or below the log end;
+    /// below it, the log must be tracking batch ends
+    /// ([`PartitionLog::track_batch_ends`]).
+    pub fn plan_read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper: i64,
+    ) -> Result<Option<ReadPlan>, ReadError> {
+        let upper = upper.min(self.written_offset);
+        if offset < self.log_start_offset || offset > upper {
             return Err(ReadError::OutOfRange);
         }
-        if offset == self.high_watermark {
+        if offset == upper {
             return Ok(None);
         }
+        let bound = if upper < self.written_offset {
+            match self.position_of(upper) {
+                Some(bound) => Some(bound),
+                None => {
+                    debug_assert!(false, "no known position for bound {upper}");
+                    return Ok(None);
+                }
+            }
+        } else {
+            None
+        };
         let first = self
             .segments
             .partition_point(|s| s.base_offset <= offset)
@@ -749,8 +827,19 @@ impl PartitionLog {
         // leave sealed segments empty): its first batch is past the offset.
         let mut views = Vec::with_capacity(2);
         for segment in self.segments.iter().skip(first) {
+            if let Some((bound_base, _)) = bound {
+                if segment.base_offset > bound_base {
+                    break;
+                }
+            }
             if views.is_empty() || segment.written > 0 {
-                views.push(segment.view(offset));
+                let mut view = segment.view(offset);
+                if let Some((bound_base, position)) = bound {
+                    if segment.base_offset == bound_base {
+                        view.written = view.written.min(position);
+                    }
+                }
+                views.push(view);
             }
             if views.len() == 2 {
                 break;
@@ -759,12 +848,49 @@ impl PartitionLog {
         Ok(Some(ReadPlan::new(offset, max_bytes, views)))
     }
 
+    /// (segment base, position) where offset `bound` begins, for a bound
+    /// below the written end: a recorded batch end, or a segment's base.
+    fn position_of(&self, bound: i64) -> Option<(i64, u64)> {
+        if let Some(ends) = &self.batch_ends {
+            let i = ends.partition_point(|(end, _, _)| *end < bound);
+            if let Some(&(end, base, position)) = ends.get(i) {
+                if end == bound {
+                    return Some((base, position));
+                }
+            }
+        }
+        self.segments
+            .iter()
+            .find(|s| s.base_offset == bound)
+            .map(|s| (s.base_offset, 0))
+    }
+
+    /// Starts (or stops) recording where every batch ends, so reads can be
+    /// bounded below the written end (a high watermark behind it).
+    pub fn track_batch_ends(&mut self, track: bool) {
+        match (track, self.batch_ends.is_some()) {
+            (true, false) => self.batch_ends = Some(VecDeque::new()),
+            (false, true) => self.batch_ends = None,
+            _ => {}
+        }
+    }
+
+    /// Forgets batch ends before `offset` (no read will be bounded there
+    /// again: the high watermark passed it).
+    pub fn release_batch_ends_below(&mut self, offset: i64) {
+        if let Some(ends) = self.batch_ends.as_mut() {
+            while ends.front().is_some_and(|(end, _, _)| *end < offset) {
+                ends.pop_front();
+            }
+        }
+    }
+
     /// Reads up to `max_bytes` of batches starting with the one holding
     /// `offset`, with blocking reads on the calling thread (startup,
     /// tools, tests). At least one whole batch is returned even when larger
     /// than `max_bytes` (KIP-74). `Ok(None)` at the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<FileSlice>, ReadError> {
-        match self.plan_read(offset, max_bytes)? {
+        match self.plan_read(offset, max_bytes, self.written_offset)? {
             Some(plan) => Ok(plan.read_blocking()?),
             None => Ok(None),
         }
@@ -801,15 +927,17 @@ impl PartitionLog {
             .max_by_key(|(ts, _)| *ts)
     }
 
-    /// Removes segments past retention (never the active one) and returns
-    /// them for deletion; advances the log start offset.
-    pub fn take_expired_segments(&mut self, now_ms: i64) -> Vec<Segment> {
+    /// Removes segments past retention (never the active one, never one
+    /// holding data at or above `high_watermark`) and returns them for
+    /// deletion; advances the log start offset.
+    pub fn take_expired_segments(&mut self, now_ms: i64, high_watermark: i64) -> Vec<Segment> {
+        let high_watermark = high_watermark.min(self.written_offset);
         let mut removed = Vec::new();
         let mut total = self.size_bytes() as i64;
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];
             let next_base = self.segments[1].base_offset;
-            if next_base > self.high_watermark {
+            if next_base > high_watermark {
                 break;
             }
             let by_time = self.config.retention_ms >= 0
@@ -826,7 +954,140 @@ impl PartitionLog {
             }
             self.log_start_offset = next_base;
         }
+        if !removed.is_empty() {
+            self.epochs.truncate_from_start(self.log_start_offset);
+            self.queue_epoch_checkpoint();
+        }
         removed
+    }
+
+    /// The newest leader epoch any batch was appended with.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The leader epoch cache.
+    pub fn epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    /// Where `epoch` ends in this log (OffsetForLeaderEpoch): `(epoch, end
+    /// offset)` with Kafka's rules, the log end for the latest epoch.
+    pub fn epoch_end_offset(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.written_offset)
+    }
+
+    fn queue_epoch_checkpoint(&mut self) {
+        if let Some(lines) = self.epochs.entries_to_write() {
+            self.pending.push(PendingOp::EpochCheckpoint {
+                path: LeaderEpochCache::path(&self.dir),
+                lines,
+            });
+            self.epochs.mark_persisted();
+        }
+    }
+
+    /// Removes every batch at or after `offset` (a whole batch holding
+    /// `offset` goes too, as in Kafka, so the new end may be below it):
+    /// later segments are deleted, the one holding the cut is cut at a
+    /// batch boundary, and its indexes, the producer states and the leader
+    /// epoch cache follow; the epoch checkpoint is rewritten. Returns the
+    /// new log end offset. For a replica that must drop what the leader
+    /// does not have: the log must have nothing waiting for the flusher.
+    /// Blocking file operations on the calling thread (truncation is rare).
+    pub fn truncate_to(&mut self, offset: i64) -> Result<i64> {
+        if !self.pending.is_empty() || self.written_offset != self.next_offset {
+            return Err(StorageError::Invariant(
+                "truncation of a log with appends waiting for the flusher".into(),
+            ));
+        }
+        let target = offset.max(self.log_start_offset);
+        if target >= self.next_offset {
+            return Ok(self.next_offset);
+        }
+        // Whole segments at or after the cut go, but one always stays.
+        while self.segments.len() > 1
+            && self
+                .segments
+                .back()
+                .is_some_and(|s| s.base_offset >= target)
+        {
+            if let Some(segment) = self.segments.pop_back() {
+                let (index, time) = segment.index_paths();
+                for path in [&segment.path, &index, &time] {
+                    if let Err(e) = fs::remove_file(path) {
+                        if e.kind() != io::ErrorKind::NotFound {
+                            return Err(StorageError::at(Op::Truncate, path, e));
+                        }
+                    }
+                }
+            }
+        }
+        let (cut, new_end) = {
+            let segment = self
+                .segments
+                .back()
+                .ok_or_else(|| StorageError::Invariant("the log has no segment".into()))?;
+            if target >= segment.next_offset {
+                (segment.size, segment.next_offset)
+            } else if target <= segment.base_offset {
+                (0, segment.base_offset)
+            } else {
+                // The batch holding `target`, found by the fetch path's own
+                // header scan over this one segment.
+                let plan = ReadPlan::new(target, 1, vec![segment.view(target)]);
+                let slice = plan.read_blocking()?;
+                match slice {
+                    Some(slice) => {
+                        let mut header = [0u8; batch::BATCH_HEADER_LEN];
+                        std::os::unix::fs::FileExt::read_exact_at(
+                            &*slice.file,
+                            &mut header,
+                            slice.position,
+                        )?;
+                        let header = batch::parse_header(&header).map_err(|source| {
+                            StorageError::CorruptHeader {
+                                segment_base: segment.base_offset,
+                                position: slice.position,
+                                source,
+                            }
+                        })?;
+                        (slice.position, header.base_offset)
+                    }
+                    None => (segment.size, segment.next_offset),
+                }
+            }
+        };
+        let disk = self.disk.clone();
+        let Some(segment) = self.segments.back_mut() else {
+            return Err(StorageError::Invariant("the log has no segment".into()));
+        };
+        // A writer holds the file's old end (and, direct, its last block):
+        // drop it; the next append reopens one at the new end.
+        segment.write_file = None;
+        disk.set_len(&segment.path, &segment.read_file, cut)
+            .map_err(|e| StorageError::at(Op::Truncate, &segment.path, e))?;
+        disk.sync_file(&segment.path, &segment.read_file)
+            .map_err(|e| StorageError::at(Op::SyncFile, &segment.path, e))?;
+        segment.size = cut;
+        segment.written = cut;
+        segment.next_offset = new_end;
+        segment.bytes_since_index = 0;
+        segment.index.truncate_to_position(cut);
+        segment.time_index.truncate_to_offset(new_end);
+        segment.max_timestamp = segment.time_index.max_timestamp().map_or(-1, |(ts, _)| ts);
+        self.next_offset = new_end;
+        self.written_offset = new_end;
+        self.durable_offset = self.durable_offset.min(new_end);
+        self.sync_wanted = self.sync_wanted.min(new_end);
+        self.producers.truncate_to(new_end);
+        if let Some(ends) = self.batch_ends.as_mut() {
+            ends.retain(|(end, _, _)| *end <= new_end);
+        }
+        self.epochs.truncate_from_end(new_end);
+        self.epochs.persist(&self.dir)?;
+        self.assert_offsets();
+        Ok(new_end)
     }
 
     /// Refuses every later append (graceful shutdown). What was appended
@@ -840,7 +1101,7 @@ impl PartitionLog {
     pub fn is_settled(&self) -> bool {
         self.closed
             && self.pending.is_empty()
-            && self.high_watermark == self.next_offset
+            && self.written_offset == self.next_offset
             && self.durable_offset == self.next_offset
     }
 
@@ -1051,7 +1312,7 @@ fn recover_active(
     now_ms: i64,
     producers: &mut ProducerStates,
     dir: &Path,
-) -> Result<Segment> {
+) -> Result<(Segment, Vec<(i32, i64)>)> {
     let file_len = file.metadata()?.len();
     let recovered = recover_segment(&file, base, config.index_interval_bytes)?;
     if recovered.valid_len < file_len {
@@ -1105,7 +1366,40 @@ fn recover_active(
     segment.max_timestamp = recovered.max_timestamp.map_or(-1, |(ts, _)| ts);
     segment.index = recovered.index;
     segment.time_index = recovered.time_index;
-    Ok(segment)
+    Ok((segment, recovered.epoch_starts))
+}
+
+/// The leader epoch cache at startup: the checkpoint file, cut to the
+/// recovered log, completed with the epochs found in the active segment's
+/// batches (a crash may have lost a checkpoint update, never the batches'
+/// own epochs). A malformed checkpoint is rebuilt from those batches alone.
+fn recover_epochs(
+    dir: &Path,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    tail: &[(i32, i64)],
+) -> LeaderEpochCache {
+    let mut epochs = LeaderEpochCache::load(dir).unwrap_or_else(|e| {
+        log::warn!(
+            "{}: {e}; rebuilding the leader epochs from the active segment",
+            dir.display()
+        );
+        LeaderEpochCache::default()
+    });
+    epochs.truncate_from_end(log_end_offset);
+    for &(epoch, start) in tail {
+        if epochs.latest_epoch().is_none_or(|latest| epoch > latest) {
+            epochs.assign(epoch, start);
+        }
+    }
+    epochs.truncate_from_start(log_start_offset);
+    if let Err(e) = epochs.persist(dir) {
+        log::warn!(
+            "{}: writing the leader epoch checkpoint: {e}",
+            dir.display()
+        );
+    }
+    epochs
 }
 
 #[cfg(test)]
@@ -1149,6 +1443,196 @@ mod tests {
         }
     }
 
+    /// (base offset, leader epoch) of every batch readable from `from`
+    /// below `upper`, read as a consumer would (one segment per read).
+    fn batch_offsets(log: &PartitionLog, from: i64, upper: i64) -> Vec<(i64, i32)> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        while offset < upper {
+            let Some(plan) = log.plan_read(offset, 1 << 30, upper).expect("plan") else {
+                break;
+            };
+            let Some(slice) = plan.read_blocking().expect("read") else {
+                break;
+            };
+            let bytes = slice.read_to_vec().expect("bytes");
+            for b in ringbroker_protocol::batch::batches(&bytes) {
+                let (header, _) = b.expect("valid batch");
+                out.push((header.base_offset, header.partition_leader_epoch));
+                offset = header.last_offset() + 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn leader_epochs_are_stamped_checkpointed_and_truncated_across_segments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        let reopen_path = path.clone();
+        let config = LogConfig {
+            segment_bytes: 250,
+            index_interval_bytes: 50,
+            ..LogConfig::default()
+        };
+        let reopen_config = config.clone();
+        on_executor(move || async move {
+            let log = PartitionLog::open(&path, config, 0).expect("open");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            let flusher = Rc::new(Flusher::new());
+            // Epoch 0 for offsets 0..6, epoch 3 from 6, epoch 5 from 12
+            // (two records per batch; several segments).
+            for (i, epoch) in [0, 0, 0, 3, 3, 3, 5, 5, 5].into_iter().enumerate() {
+                partition.set_leader_epoch(epoch);
+                let appended = partition
+                    .append(
+                        &batch(
+                            &[b"aaaaaaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbbbbbbb"],
+                            10 + i as i64,
+                        ),
+                        1,
+                    )
+                    .expect("append");
+                assert_eq!(appended.base_offset, 2 * i as i64);
+            }
+            partition.log.borrow_mut().request_sync();
+            flush(&flusher, &partition).await;
+            {
+                let log = partition.log.borrow();
+                assert!(log.segment_count() >= 3, "rolled");
+                let entries: Vec<(i32, i64)> = log
+                    .epochs()
+                    .entries()
+                    .iter()
+                    .map(|e| (e.epoch, e.start_offset))
+                    .collect();
+                assert_eq!(entries, vec![(0, 0), (3, 6), (5, 12)]);
+                assert_eq!(log.epoch_end_offset(3), (3, 12));
+                assert_eq!(log.epoch_end_offset(4), (3, 12));
+                assert_eq!(log.epoch_end_offset(5), (5, 18));
+                let read = batch_offsets(&log, 0, log.log_end_offset());
+                assert_eq!(read.len(), 9);
+                assert!(
+                    read.iter().all(|(o, e)| *e == [0, 3, 5][(*o / 6) as usize]),
+                    "{read:?}"
+                );
+                assert_eq!(
+                    std::fs::read_to_string(LeaderEpochCache::path(log.dir())).expect("checkpoint"),
+                    "0\n3\n0 0\n3 6\n5 12\n"
+                );
+            }
+            // Cut inside a batch (offset 9 is the second record of the
+            // batch at 8): the whole batch goes, across segment bounds.
+            let end = partition.log.borrow_mut().truncate_to(9).expect("truncate");
+            assert_eq!(end, 8);
+            {
+                let log = partition.log.borrow();
+                assert_eq!((log.log_end_offset(), log.next_offset()), (8, 8));
+                assert!(log.durable_offset() <= 8);
+                let read = batch_offsets(&log, 0, 8);
+                assert_eq!(
+                    read.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+                    vec![0, 2, 4, 6]
+                );
+                assert_eq!(log.epoch_end_offset(3), (3, 8));
+                assert_eq!(log.latest_epoch(), Some(3));
+                assert!(matches!(
+                    log.plan_read(9, 100, 8),
+                    Err(ReadError::OutOfRange)
+                ));
+            }
+            // Appends continue at the new end with a newer epoch.
+            partition.set_leader_epoch(7);
+            let appended = partition
+                .append(&batch(&[b"again"], 99), 2)
+                .expect("append");
+            assert_eq!(appended.base_offset, 8);
+            partition.log.borrow_mut().request_sync();
+            flush(&flusher, &partition).await;
+            // Truncating to a segment's base removes the whole segment.
+            let base = partition
+                .log
+                .borrow()
+                .segments
+                .back()
+                .expect("active")
+                .base_offset;
+            let end = partition
+                .log
+                .borrow_mut()
+                .truncate_to(base)
+                .expect("truncate");
+            assert_eq!(end, base);
+            assert!(partition
+                .log
+                .borrow()
+                .segments
+                .iter()
+                .all(|s| s.base_offset < base || base == 0));
+        });
+        on_executor(move || async move {
+            let log = PartitionLog::open(&reopen_path, reopen_config, 0).expect("reopen");
+            let end = log.log_end_offset();
+            let read = batch_offsets(&log, 0, end);
+            assert_eq!(read.last().map(|(o, _)| *o + 2).unwrap_or(0).max(end), end);
+            let entries: Vec<i32> = log.epochs().entries().iter().map(|e| e.epoch).collect();
+            assert!(entries.iter().all(|e| *e <= 7) && entries.starts_with(&[0, 3]));
+        });
+    }
+
+    #[test]
+    fn reads_stop_at_a_high_watermark_set_by_replication() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        on_executor(move || async move {
+            let config = LogConfig {
+                segment_bytes: 200,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(&path, config, 0).expect("open");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            let flusher = Rc::new(Flusher::new());
+            partition.set_high_watermark(0);
+            for i in 0..6 {
+                partition
+                    .append(&batch(&[b"0123456789012345678901234567890"], i), 1)
+                    .expect("append");
+            }
+            flush(&flusher, &partition).await;
+            assert_eq!(partition.log.borrow().log_end_offset(), 6);
+            assert_eq!(partition.high_watermark(), 0, "nothing replicated yet");
+            {
+                let log = partition.log.borrow();
+                assert!(log.plan_read(0, 1 << 20, 0).expect("plan").is_none());
+            }
+            // A follower acknowledged up to offset 3 (inside a later segment
+            // than the first).
+            partition.set_high_watermark(3);
+            assert_eq!(partition.high_watermark(), 3);
+            {
+                let log = partition.log.borrow();
+                let got: Vec<i64> = batch_offsets(&log, 0, 3)
+                    .into_iter()
+                    .map(|(o, _)| o)
+                    .collect();
+                assert_eq!(got, vec![0, 1, 2]);
+                let got: Vec<i64> = batch_offsets(&log, 2, 3)
+                    .into_iter()
+                    .map(|(o, _)| o)
+                    .collect();
+                assert_eq!(got, vec![2]);
+                // Replicas read up to the log end.
+                assert_eq!(batch_offsets(&log, 0, 6).len(), 6);
+            }
+            // The high watermark never moves back; following the log end
+            // again reads everything.
+            partition.set_high_watermark(1);
+            assert_eq!(partition.high_watermark(), 3);
+            partition.follow_log_end();
+            assert_eq!(partition.high_watermark(), 6);
+        });
+    }
+
     #[test]
     fn append_flush_read_roll_and_reopen() {
         append_flush_read_roll_and_reopen_in(WriteMode::Buffered);
@@ -1184,16 +1668,17 @@ mod tests {
                             1000 + i * 10,
                         ),
                         5,
+                        0,
                     )
                     .expect("append");
                 assert_eq!(appended.base_offset, 2 * i);
             }
             // Nothing is readable before the flusher writes it.
-            assert_eq!(partition.log.borrow().high_watermark(), 0);
+            assert_eq!(partition.log.borrow().log_end_offset(), 0);
             partition.log.borrow_mut().request_sync();
             flush(&flusher, &partition).await;
             let log = partition.log.borrow();
-            assert_eq!((log.high_watermark(), log.durable_offset()), (20, 20));
+            assert_eq!((log.log_end_offset(), log.durable_offset()), (20, 20));
             assert!(log.segment_count() > 2, "rolled by segment.bytes");
             let slice = log.read(7, 1 << 20).expect("read").expect("data");
             let bytes = slice.read_to_vec().expect("file");
@@ -1226,7 +1711,7 @@ mod tests {
                 partition
                     .log
                     .borrow_mut()
-                    .append(&batch(&[b"late"], 2000), 5),
+                    .append(&batch(&[b"late"], 2000), 5, 0),
                 Err(AppendError::Closed)
             ));
             let log = partition.log.borrow();
@@ -1271,7 +1756,7 @@ mod tests {
             partition
                 .log
                 .borrow_mut()
-                .append(&batch(&[b"one"], 1), 100)
+                .append(&batch(&[b"one"], 1), 100, 0)
                 .expect("append");
             // Not durable yet: the handle stays.
             assert!(!partition
@@ -1313,12 +1798,12 @@ mod tests {
             partition
                 .log
                 .borrow_mut()
-                .append(&batch(&[b"two"], 2), 1_000_001)
+                .append(&batch(&[b"two"], 2), 1_000_001, 0)
                 .expect("append reopens");
             partition.log.borrow_mut().request_sync();
             flush(&flusher, &partition).await;
             let log = partition.log.borrow();
-            assert_eq!((log.high_watermark(), log.durable_offset()), (2, 2));
+            assert_eq!((log.log_end_offset(), log.durable_offset()), (2, 2));
             let bytes = log
                 .read(0, 1 << 20)
                 .expect("read")
@@ -1343,21 +1828,21 @@ mod tests {
             let last = corrupt.len() - 1;
             corrupt[last] ^= 1;
             assert!(matches!(
-                log.append(&Bytes::from(corrupt), 0),
+                log.append(&Bytes::from(corrupt), 0, 0),
                 Err(AppendError::Corrupt(_))
             ));
             assert!(matches!(
-                log.append(&batch(&[&[7u8; 300]], 1), 0),
+                log.append(&batch(&[&[7u8; 300]], 1), 0, 0),
                 Err(AppendError::TooLarge { .. })
             ));
             assert!(matches!(
-                log.append(&Bytes::new(), 0),
+                log.append(&Bytes::new(), 0, 0),
                 Err(AppendError::Empty)
             ));
             // A good batch followed by garbage: nothing is appended.
             let mut mixed = batch(&[b"ok"], 1).to_vec();
             mixed.extend_from_slice(b"trailing");
-            assert!(log.append(&Bytes::from(mixed), 0).is_err());
+            assert!(log.append(&Bytes::from(mixed), 0, 0).is_err());
             assert_eq!(log.next_offset(), 0);
 
             let producer = |seq| ProducerFields {
@@ -1371,13 +1856,13 @@ mod tests {
                 &[(None, b"a"), (None, b"b")],
             ));
             let b2 = Bytes::from(build_batch(1, Some(producer(2)), &[(None, b"c")]));
-            assert_eq!(log.append(&b0, 0).expect("first").base_offset, 0);
-            let retry = log.append(&b0, 0).expect("retry");
+            assert_eq!(log.append(&b0, 0, 0).expect("first").base_offset, 0);
+            let retry = log.append(&b0, 0, 0).expect("retry");
             assert!(retry.duplicate && retry.base_offset == 0 && retry.last_offset == 1);
-            assert_eq!(log.append(&b2, 0).expect("next").base_offset, 2);
+            assert_eq!(log.append(&b2, 0, 0).expect("next").base_offset, 2);
             let gap = Bytes::from(build_batch(1, Some(producer(9)), &[(None, b"d")]));
             assert!(matches!(
-                log.append(&gap, 0),
+                log.append(&gap, 0, 0),
                 Err(AppendError::OutOfOrderSequence { .. })
             ));
             let stale = Bytes::from(build_batch(
@@ -1389,7 +1874,7 @@ mod tests {
                 }),
                 &[(None, b"e")],
             ));
-            assert!(log.append(&stale, 0).is_err());
+            assert!(log.append(&stale, 0, 0).is_err());
             assert_eq!(log.next_offset(), 3);
         });
     }

@@ -57,6 +57,9 @@ pub struct RecoveredSegment {
     pub stop_reason: Option<String>,
     /// The last batches of each idempotent producer, by base offset.
     pub producers: Vec<ProducerBatchInfo>,
+    /// (leader epoch, first offset) where the batches' leader epoch rises,
+    /// in order (epochs below 0, which clients send, are skipped).
+    pub epoch_starts: Vec<(i32, i64)>,
 }
 
 /// The indexing rule shared by appends and recovery: index a batch once
@@ -95,6 +98,7 @@ pub fn scan_segment(
     let mut max_timestamp = None;
     let mut stop_reason = None;
     let mut producers: HashMap<i64, VecDeque<ProducerBatchInfo>> = HashMap::new();
+    let mut epoch_starts: Vec<(i32, i64)> = Vec::new();
 
     // A window of the file; batches are validated inside it.
     let mut window: Vec<u8> = Vec::new();
@@ -183,6 +187,10 @@ pub fn scan_segment(
                 max_timestamp: header.max_timestamp,
             });
         }
+        let epoch = header.partition_leader_epoch;
+        if epoch >= 0 && epoch_starts.last().is_none_or(|(e, _)| epoch > *e) {
+            epoch_starts.push((epoch, header.base_offset));
+        }
         next_offset = last_offset + 1;
         batch_count += 1;
         position += total;
@@ -200,6 +208,7 @@ pub fn scan_segment(
         truncated_bytes: file_len.saturating_sub(position),
         stop_reason,
         producers,
+        epoch_starts,
     })
 }
 

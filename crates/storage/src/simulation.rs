@@ -26,7 +26,9 @@ use crate::flusher::{Flusher, SyncScope};
 use crate::log::{write_shutdown_files, AppendError, LogConfig, PartitionLog};
 use crate::partition::Partition;
 use crate::writer::WriteMode;
-use ringbroker_protocol::batch::{self, build_batch, stamp_base_offset, ProducerFields};
+use ringbroker_protocol::batch::{
+    self, build_batch, stamp_base_offset, stamp_leader_epoch, ProducerFields,
+};
 
 /// Runs `body` on a glommio executor.
 fn on_executor<F, Fut>(body: F)
@@ -257,15 +259,17 @@ async fn workload(disk: &FaultyDisk, root: &Path, setup: Setup, seed: u64, steps
                 let all = rng.below(2) == 0;
                 let bytes = random_batch(&mut rng, now_ms, Some(&mut sequences[p]));
                 let partition = &partitions[p];
-                let appended = partition
-                    .log
-                    .borrow_mut()
-                    .append(&Bytes::from(bytes.clone()), now_ms);
+                let appended =
+                    partition
+                        .log
+                        .borrow_mut()
+                        .append(&Bytes::from(bytes.clone()), now_ms, 0);
                 match appended {
                     Ok(appended) => {
                         assert!(!appended.duplicate);
                         let mut stored = bytes;
                         stamp_base_offset(&mut stored, appended.base_offset);
+                        stamp_leader_epoch(&mut stored, 0);
                         ledger.appended[p].insert(appended.base_offset, stored);
                         if all {
                             partition.log.borrow_mut().request_sync();
@@ -348,8 +352,8 @@ async fn finish(disk: &FaultyDisk, mut ledger: Ledger, partitions: Vec<Rc<Partit
     for (p, partition) in partitions.iter().enumerate() {
         let log = partition.log.borrow();
         assert!(!partition.syncing.get(), "a sync outlived the power");
-        assert!(log.durable_offset() <= log.high_watermark());
-        assert!(log.high_watermark() <= log.next_offset());
+        assert!(log.durable_offset() <= log.log_end_offset());
+        assert!(log.log_end_offset() <= log.next_offset());
         ledger.acked[p] = ledger.acked[p].max(log.durable_offset());
     }
     ledger
@@ -365,7 +369,7 @@ fn verify(
     context: &str,
 ) -> BTreeMap<i64, Vec<u8>> {
     let context = &format!("{context} {}", describe(log));
-    assert_eq!(log.high_watermark(), log.next_offset(), "{context}");
+    assert_eq!(log.log_end_offset(), log.next_offset(), "{context}");
     assert_eq!(log.durable_offset(), log.next_offset(), "{context}");
     assert!(
         log.next_offset() >= acked,
@@ -375,7 +379,7 @@ fn verify(
     let mut found = BTreeMap::new();
     let mut offset = log.log_start_offset();
     let mut max_timestamp: Option<(i64, i64)> = None;
-    while offset < log.high_watermark() {
+    while offset < log.log_end_offset() {
         let slice = match log.read(offset, 1 << 30) {
             Ok(Some(slice)) => slice,
             Ok(None) => break,
@@ -493,10 +497,11 @@ async fn crash_run(
             let done = partition
                 .log
                 .borrow_mut()
-                .append(&Bytes::from(bytes.clone()), 10_000)
+                .append(&Bytes::from(bytes.clone()), 10_000, 0)
                 .expect("append after recovery");
             let mut stored = bytes;
             stamp_base_offset(&mut stored, done.base_offset);
+            stamp_leader_epoch(&mut stored, 0);
             appended[p].insert(done.base_offset, stored);
         }
         partition.log.borrow_mut().request_sync();
@@ -716,7 +721,7 @@ fn append_all(partition: &Rc<Partition>, flusher: &Rc<Flusher>, i: i64) -> i64 {
     let appended = partition
         .log
         .borrow_mut()
-        .append(&small_batch(i), 1)
+        .append(&small_batch(i), 1, 0)
         .expect("append");
     partition.log.borrow_mut().request_sync();
     flusher.schedule(partition, 0);
@@ -747,7 +752,7 @@ fn fdatasync_eio_fails_the_partition(filesystem_scope: bool) {
                 let deadline = Instant::now() + Duration::from_secs(60);
                 let started = Instant::now();
                 let acked = partition
-                    .wait_until(deadline, |log| log.durable_offset() > last)
+                    .wait_until(deadline, |p| p.log.borrow().durable_offset() > last)
                     .await;
                 (acked, started.elapsed())
             })
@@ -769,14 +774,14 @@ fn fdatasync_eio_fails_the_partition(filesystem_scope: bool) {
             assert_eq!(failure.raw_os_error(), Some(libc::EIO));
             assert_eq!(log.durable_offset(), first + 1, "durable offset stays");
             assert_eq!(
-                log.high_watermark(),
+                log.log_end_offset(),
                 last + 1,
                 "written data stays readable"
             );
         }
         // Later appends are refused with the same error; nothing retries
         // the sync and marks the data durable.
-        match partition.log.borrow_mut().append(&small_batch(2), 2) {
+        match partition.log.borrow_mut().append(&small_batch(2), 2, 0) {
             Err(AppendError::Storage(e)) => {
                 assert!(e.is_earlier_failure());
                 assert_eq!(e.raw_os_error(), Some(libc::EIO));
@@ -884,7 +889,7 @@ fn write_fault_fails_the_partition(
         // Enough to roll a segment (seals and index files).
         let mut last = first;
         for i in 1..40 {
-            match partition.log.borrow_mut().append(&small_batch(i), 1) {
+            match partition.log.borrow_mut().append(&small_batch(i), 1, 0) {
                 Ok(a) => last = a.last_offset,
                 Err(AppendError::Storage(_)) => break,
                 Err(e) => panic!("{e}"),
@@ -902,7 +907,7 @@ fn write_fault_fails_the_partition(
         assert_eq!(failure.raw_os_error(), Some(errno), "{failure}");
         assert!(log.durable_offset() <= last && log.durable_offset() > first);
         drop(log);
-        match partition.log.borrow_mut().append(&small_batch(99), 2) {
+        match partition.log.borrow_mut().append(&small_batch(99), 2, 0) {
             Err(AppendError::Storage(e)) => {
                 assert!(kind.is_none_or(|k| e.kind() == k));
                 assert_eq!(e.raw_os_error(), Some(errno));
@@ -991,7 +996,7 @@ fn a_failed_write_handle_open_refuses_the_append_only() {
         let disk = FaultyDisk::new(4);
         let (partition, flusher) = one_partition(&disk, dir.path(), WriteMode::Buffered, false);
         disk.inject(Fault::next(Op::OpenWriter, libc::EMFILE));
-        match partition.log.borrow_mut().append(&small_batch(0), 1) {
+        match partition.log.borrow_mut().append(&small_batch(0), 1, 0) {
             Err(AppendError::Storage(e)) => {
                 assert_eq!(e.op(), Some(Op::OpenWriter));
                 assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
@@ -1034,7 +1039,7 @@ fn torn_writes_are_cut_by_recovery_at_every_length() {
                     partition
                         .log
                         .borrow_mut()
-                        .append(&small_batch(10 + i), 1)
+                        .append(&small_batch(10 + i), 1, 0)
                         .expect("append");
                 }
                 flusher.schedule(&partition, 0);
@@ -1122,7 +1127,7 @@ fn stale_index_files_from_a_clean_stop_are_not_trusted() {
             partition
                 .log
                 .borrow_mut()
-                .append(&small_batch(i), 2)
+                .append(&small_batch(i), 2, 0)
                 .expect("append");
         }
         flusher.schedule(&partition, 0);
@@ -1135,7 +1140,7 @@ fn stale_index_files_from_a_clean_stop_are_not_trusted() {
         partition
             .log
             .borrow_mut()
-            .append(&small_batch(20), 3)
+            .append(&small_batch(20), 3, 0)
             .expect("append rolls");
         assert_eq!(partition.log.borrow().segment_count(), 2);
         flusher.schedule(&partition, 0);
