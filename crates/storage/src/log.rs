@@ -718,12 +718,33 @@ impl PartitionLog {
         Ok(found.or(Some((header.base_offset, header.max_timestamp))))
     }
 
-    /// The offset and timestamp of the newest-timestamped batch (ListOffsets -3).
-    pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
-        self.segments
-            .iter()
-            .filter_map(|s| s.time_index.max_timestamp())
-            .max_by_key(|(ts, _)| *ts)
+    /// The largest record timestamp and the offset of the first record
+    /// carrying it (ListOffsets -3, KIP-734). The time index points at the
+    /// last offset of the batch that reached the maximum; only this query
+    /// reads and decodes that one batch to find the record.
+    pub fn max_timestamp_offset(&self) -> io::Result<Option<(i64, i64)>> {
+        let mut newest: Option<(&Segment, i64, i64)> = None;
+        for segment in &self.segments {
+            if let Some((ts, offset)) = segment.time_index.max_timestamp() {
+                if newest.is_none_or(|(_, max, _)| ts > max) {
+                    newest = Some((segment, ts, offset));
+                }
+            }
+        }
+        let Some((segment, max_timestamp, batch_last_offset)) = newest else {
+            return Ok(None);
+        };
+        let Some((position, header)) = segment.find_position(batch_last_offset)? else {
+            // Not written yet: the batch's last offset is all that is known.
+            return Ok(Some((max_timestamp, batch_last_offset)));
+        };
+        let found = self.exact_record_for_timestamp(segment, position, &header, max_timestamp)?;
+        Ok(found.map(|(offset, timestamp)| (timestamp, offset)))
+    }
+
+    /// The idempotent producers' state (read-only, DescribeProducers).
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
     }
 
     /// Removes segments past retention (never the active one) and returns
@@ -1073,7 +1094,7 @@ mod tests {
                 Some((9, 1041))
             );
             assert_eq!(log.offset_for_timestamp(5000).expect("lookup"), None);
-            assert_eq!(log.max_timestamp_offset(), Some((1091, 19)));
+            assert_eq!(log.max_timestamp_offset().expect("read"), Some((1091, 19)));
             // Sealed segments hold exactly their data (no padding or
             // preallocated space), whatever the write mode.
             for segment in log.segments.iter().take(log.segment_count() - 1) {
