@@ -30,11 +30,14 @@ def varint(v):
             return out + bytes([byte])
 
 
-def record_batch(values, timestamp=1_700_000_000_000, producer_id=-1, epoch=-1, base_sequence=-1):
-    """An uncompressed v2 record batch with a correct CRC."""
+def record_batch(values, timestamp=1_700_000_000_000, producer_id=-1, epoch=-1, base_sequence=-1, keys=None):
+    """An uncompressed v2 record batch with a correct CRC (keys: one bytes
+    or None per value; no keys by default)."""
     records = b""
     for i, value in enumerate(values):
-        body = b"\x00" + varint(i) + varint(i) + varint(-1) + varint(len(value)) + value + varint(0)
+        key = keys[i] if keys else None
+        key_field = varint(-1) if key is None else varint(len(key)) + key
+        body = b"\x00" + varint(i) + varint(i) + key_field + varint(len(value)) + value + varint(0)
         records += varint(len(body)) + body
     n = len(values)
     after_crc = struct.pack(">hiqqqhii", 0, n - 1, timestamp, timestamp + n - 1, producer_id, epoch, base_sequence, n) + records
@@ -220,3 +223,18 @@ def offset_commit_v2(group, generation, member_id, topic, partition, offset):
     body += struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1)
     body += struct.pack(">iq", partition, offset) + string("")
     return body
+
+
+def produce_v8_result(response):
+    """(error_code, base_offset, [(batch_index, message)], error_message) of a
+    single-partition Produce v8 response (request body as produce_v3)."""
+    r = Reader(response)
+    r.take(">i")
+    assert r.take(">i") == 1
+    r.string()
+    assert r.take(">i") == 1
+    r.take(">i")
+    error, base_offset = r.take(">h"), r.take(">q")
+    r.take(">qq")  # log append time, log start offset
+    record_errors = [(r.take(">i"), r.string()) for _ in range(r.take(">i"))]
+    return error, base_offset, record_errors, r.string()

@@ -1,7 +1,10 @@
 //! Kafka v2 record batches: header parsing, full validation (CRC32C and,
 //! for uncompressed batches, the framing of every record), iteration over
-//! the batches of a produce payload, and the two in-place edits the broker
-//! makes (base offset, LogAppendTime). Records are never re-encoded.
+//! the batches of a produce payload, the two in-place edits the broker
+//! makes (base offset, LogAppendTime), and the record walk that finds
+//! records without a key (compacted topics only; compressed batches are
+//! decompressed for that check and the copy dropped). Records are never
+//! re-encoded.
 //!
 //! Layout (big endian): baseOffset i64 @0, batchLength i32 @8,
 //! partitionLeaderEpoch i32 @12, magic i8 @16, crc u32 @17 (CRC32C of
@@ -142,6 +145,9 @@ pub enum BatchError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The records of a compressed batch do not decompress.
+    #[error("records do not decompress: {0}")]
+    Decompression(String),
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {
@@ -267,6 +273,17 @@ impl Cursor<'_> {
 }
 
 fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
+    walk_records(records, count, |_, _| {})
+}
+
+/// Walks the `count` records in `records` (uncompressed record bytes),
+/// checking the framing of each, and calls `visit(index, key_length)` for
+/// each (key length -1 for a null key). Allocates nothing.
+fn walk_records(
+    records: &[u8],
+    count: i32,
+    mut visit: impl FnMut(i32, i32),
+) -> Result<(), BatchError> {
     let mut cursor = Cursor {
         buf: records,
         pos: 0,
@@ -295,6 +312,7 @@ fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
             return Err(bad(index, "offset delta out of sequence"));
         }
         let key_len = r.varint32().ok_or(bad(index, "bad key length"))?;
+        visit(index, key_len);
         if key_len >= 0 {
             r.skip(key_len as usize)
                 .ok_or(bad(index, "key past the record end"))?;
@@ -335,6 +353,45 @@ fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
         return Err(BatchError::BadRecordCount(count));
     }
     Ok(())
+}
+
+/// The indexes (in the batch) of the records without a key, which a
+/// compacted topic refuses (Kafka's INVALID_RECORD with one record error
+/// each). `batch` must be one whole batch that [`validate_batch`] accepts.
+///
+/// Only called for compacted topics: an uncompressed batch is walked in
+/// place; a compressed one is decompressed into a temporary buffer for the
+/// walk and the buffer dropped, the stored bytes stay as sent. An empty
+/// result means every record has a key.
+pub fn keyless_records(batch: &[u8]) -> Result<Vec<i32>, BatchError> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    let header = parse_header(batch)?;
+    let mut keyless = Vec::new();
+    let mut visit = |index: i32, key_len: i32| {
+        if key_len < 0 {
+            keyless.push(index);
+        }
+    };
+    let compressed =
+        batch
+            .get(BATCH_HEADER_LEN..header.total_len())
+            .ok_or(BatchError::Truncated {
+                needed: header.total_len(),
+                available: batch.len(),
+            })?;
+    let mut input = compressed;
+    let take = |b: &mut bytes::Bytes| Ok(b.clone());
+    let plain = match header.compression_code() {
+        0 => return walk_records(compressed, header.record_count, visit).map(|()| keyless),
+        1 => Gzip::decompress(&mut input, take),
+        2 => Snappy::decompress(&mut input, take),
+        3 => Lz4::decompress(&mut input, take),
+        4 => Zstd::decompress(&mut input, take),
+        other => return Err(BatchError::UnknownCompression(other)),
+    }
+    .map_err(|e| BatchError::Decompression(e.to_string()))?;
+    walk_records(&plain, header.record_count, &mut visit)?;
+    Ok(keyless)
 }
 
 /// Iterator over the batches of a produce payload; see [`batches`].
@@ -612,6 +669,62 @@ mod tests {
     }
 
     #[test]
+    fn keyless_records_in_plain_and_compressed_batches() {
+        assert_eq!(keyless_records(&sample()).expect("walks"), vec![1]);
+        let keyed = build_batch(0, None, &[(Some(b"k"), b"v"), (Some(b""), b"")]);
+        assert!(keyless_records(&keyed).expect("walks").is_empty());
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        for compression in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let records: Vec<Record> = (0..4)
+                .map(|i| Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: i,
+                    sequence: i as i32,
+                    timestamp: 10 + i,
+                    key: (i != 1 && i != 3).then(|| bytes::Bytes::from(format!("k{i}"))),
+                    value: Some(bytes::Bytes::from(vec![b'v'; 50])),
+                    headers: Default::default(),
+                })
+                .collect();
+            let mut buf = bytes::BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &records,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression,
+                },
+            )
+            .expect("encode");
+            validate_batch(&buf).expect("valid");
+            assert_eq!(
+                keyless_records(&buf).expect("walks"),
+                vec![1, 3],
+                "{compression:?}"
+            );
+            // Garbage in place of the compressed records is an error, not a panic.
+            let mut broken = buf.to_vec();
+            for b in &mut broken[BATCH_HEADER_LEN..] {
+                *b ^= 0x5a;
+            }
+            assert!(keyless_records(&broken).is_err(), "{compression:?}");
+        }
+    }
+
+    #[test]
     fn edits_keep_the_crc_valid() {
         let mut batch = sample();
         stamp_base_offset(&mut batch, 12_345);
@@ -661,6 +774,7 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_header(&bytes);
             let _ = validate_batch(&bytes);
+            let _ = keyless_records(&bytes);
             for item in batches(&bytes) { let _ = item; }
         }
 

@@ -159,6 +159,24 @@ fn new_topic_replicas(
     ))
 }
 
+/// Replaces each resource's config set; an empty set removes the entry.
+fn replace_configs(
+    store: &mut std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    items: Vec<(String, std::collections::BTreeMap<String, String>)>,
+) -> Vec<AdminResult> {
+    items
+        .into_iter()
+        .map(|(name, configs)| {
+            if configs.is_empty() {
+                store.remove(&name);
+            } else {
+                store.insert(name, configs);
+            }
+            AdminResult::default()
+        })
+        .collect()
+}
+
 /// Applies `request` to `catalog`; returns per-item results in request
 /// order and whether the catalog changed.
 pub fn apply(
@@ -253,6 +271,14 @@ pub fn apply(
                 ok(meta)
             })
             .collect(),
+        AdminRequest::SetBrokerConfigs(items) => {
+            changed = !items.is_empty();
+            replace_configs(&mut catalog.broker_configs, items)
+        }
+        AdminRequest::SetGroupConfigs(items) => {
+            changed = !items.is_empty();
+            replace_configs(&mut catalog.group_configs, items)
+        }
         AdminRequest::SetTopicConfigs(items) => items
             .into_iter()
             .map(|(name, configs)| match catalog.topics.get_mut(&name) {

@@ -4,7 +4,9 @@
 //! holds a read-only copy (`Arc<Catalog>`) replaced wholesale on each
 //! change. On a single node every partition has one replica, this node,
 //! which leads it; the shapes are the cluster's so replication can fill
-//! them in.
+//! them in. Dynamic configs of the BROKER and GROUP resources live here too
+//! (Kafka's `ConfigRecord`s), so they are persisted and broadcast with the
+//! rest.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -140,6 +142,13 @@ pub struct Catalog {
     /// The active controller's id (-1 when unknown).
     #[serde(default = "no_controller")]
     pub controller_id: i32,
+    /// Dynamic broker configs by resource name: "" holds the cluster-wide
+    /// defaults, "<node.id>" one broker's own.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Group configs (consumer.session.timeout.ms, ...) by group id.
+    #[serde(default)]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Incremented on every change.
     pub version: u64,
 }
@@ -185,6 +194,33 @@ impl Catalog {
         }
         fs::rename(&tmp, catalog_path(data_dir))?;
         fs::File::open(&dir)?.sync_all()
+    }
+
+    /// The dynamic broker configs that apply to broker `node_id`.
+    pub fn dynamic_broker_configs(&self, node_id: i32) -> crate::config::DynamicBrokerConfigs {
+        crate::config::DynamicBrokerConfigs {
+            cluster: self.broker_configs.get("").cloned().unwrap_or_default(),
+            broker: self
+                .broker_configs
+                .get(&node_id.to_string())
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Drops topic configs Kafka 4.x removed (`message.format.version`,
+    /// ...) from every topic, as Kafka ignores them when it replays older
+    /// metadata. Returns whether anything was dropped.
+    pub fn drop_removed_topic_configs(&mut self) -> bool {
+        let mut changed = false;
+        for topic in self.topics.values_mut() {
+            let before = topic.configs.len();
+            topic
+                .configs
+                .retain(|k, _| !crate::config::REMOVED_TOPIC_KEYS.contains(&k.as_str()));
+            changed |= topic.configs.len() != before;
+        }
+        changed
     }
 
     /// Finds a topic by id.

@@ -73,6 +73,8 @@ pub enum ConfigSource {
     StaticBroker,
     /// The built-in default.
     Default,
+    /// A group config (GROUP resource).
+    Group,
 }
 
 impl ConfigSource {
@@ -85,6 +87,7 @@ impl ConfigSource {
             ConfigSource::DynamicDefaultBroker => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
+            ConfigSource::Group => 8,
         }
     }
 }
@@ -189,12 +192,14 @@ pub struct TopicConfig {
     pub segment_index_bytes: u32,
     /// file.delete.delay.ms.
     pub file_delete_delay_ms: u64,
-    /// message.timestamp.difference.max.ms.
-    pub message_timestamp_difference_max_ms: i64,
     /// unclean.leader.election.enable.
     pub unclean_leader_election_enable: bool,
     /// preallocate.
     pub preallocate: bool,
+    /// Values of the configs ringbroker accepts, stores and describes but
+    /// does not enforce ([`STORED_TOPIC_KEYS`]), normalized as Kafka prints
+    /// them; a key absent here has its Kafka default.
+    pub stored: BTreeMap<String, String>,
 }
 
 impl Default for TopicConfig {
@@ -214,16 +219,17 @@ impl Default for TopicConfig {
             flush_ms: None,
             segment_index_bytes: 10_485_760,
             file_delete_delay_ms: 60_000,
-            message_timestamp_difference_max_ms: i64::MAX,
             unclean_leader_election_enable: false,
             // Kafka's default is false; ringbroker reserves 64 MiB extents
             // ahead of appends (scripts/write-modes.sh measures both).
             preallocate: true,
+            stored: BTreeMap::new(),
         }
     }
 }
 
-/// (topic key, broker key, type, documentation)
+/// The topic configs ringbroker enforces (or, for a few, stores in typed
+/// fields): (topic key, broker key, type, documentation).
 const TOPIC_KEYS: &[(&str, &str, ConfigType, &str)] = &[
     (
         "cleanup.policy",
@@ -266,12 +272,6 @@ const TOPIC_KEYS: &[(&str, &str, ConfigType, &str)] = &[
         "message.max.bytes",
         ConfigType::Int,
         "largest record batch accepted",
-    ),
-    (
-        "message.timestamp.difference.max.ms",
-        "log.message.timestamp.difference.max.ms",
-        ConfigType::Long,
-        "maximum difference between a record's timestamp and the broker's clock",
     ),
     (
         "message.timestamp.type",
@@ -438,17 +438,30 @@ impl TopicConfig {
             "file.delete.delay.ms" => {
                 self.file_delete_delay_ms = parse_u64_range(key, value, 0, i64::MAX as u64)?
             }
-            "message.timestamp.difference.max.ms" => {
-                self.message_timestamp_difference_max_ms =
-                    parse_u64_range(key, value, 0, i64::MAX as u64)? as i64
-            }
             "unclean.leader.election.enable" => {
                 self.unclean_leader_election_enable = parse_bool(key, value)?
             }
             "preallocate" => self.preallocate = parse_bool(key, value)?,
-            _ => return Err(ConfigError::UnknownKey(key.to_string())),
+            _ => {
+                let spec = stored_key(key).ok_or_else(|| ConfigError::UnknownKey(key.into()))?;
+                let normalized = spec
+                    .check
+                    .normalize(value)
+                    .map_err(|reason| invalid(key, value, reason))?;
+                if key == "remote.storage.enable" && normalized == "true" {
+                    return Err(invalid(key, value, NO_TIERED_STORAGE));
+                }
+                self.stored.insert(key.to_string(), normalized);
+            }
         }
         Ok(())
+    }
+
+    /// True when cleanup.policy includes compact: every record needs a key.
+    pub fn is_compacted(&self) -> bool {
+        self.cleanup_policy
+            .split(',')
+            .any(|p| p.trim() == "compact")
     }
 
     /// Resets one topic-level key to its value in `defaults`.
@@ -480,18 +493,28 @@ impl TopicConfig {
             "flush.ms" => never(self.flush_ms),
             "segment.index.bytes" => self.segment_index_bytes.to_string(),
             "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
-            "message.timestamp.difference.max.ms" => {
-                self.message_timestamp_difference_max_ms.to_string()
-            }
             "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
             "preallocate" => self.preallocate.to_string(),
-            _ => return None,
+            _ => {
+                let spec = stored_key(key)?;
+                self.stored
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| spec.default.to_string())
+            }
         })
     }
 
-    /// True for a topic-level key this broker knows.
+    /// True for a topic-level key Kafka 4.x knows (enforced or only
+    /// stored by ringbroker).
     pub fn is_known_key(key: &str) -> bool {
-        TOPIC_KEYS.iter().any(|(k, ..)| *k == key)
+        TOPIC_KEYS.iter().any(|(k, ..)| *k == key) || stored_key(key).is_some()
+    }
+
+    /// True for a topic-level key ringbroker accepts, stores and describes
+    /// without enforcing it.
+    pub fn is_stored_only(key: &str) -> bool {
+        stored_key(key).is_some()
     }
 
     /// The broker-level key that sets the default of a topic key.
@@ -500,36 +523,82 @@ impl TopicConfig {
             .iter()
             .find(|(k, ..)| *k == topic_key)
             .map(|(_, b, ..)| *b)
+            .or_else(|| stored_key(topic_key).and_then(|s| s.broker_key))
     }
 
-    /// Every topic-level key for DescribeConfigs, sorted by name.
+    /// The topic-level key whose default a broker-level key sets.
+    pub fn topic_key_of(broker_key: &str) -> Option<&'static str> {
+        TOPIC_KEYS
+            .iter()
+            .find(|(_, b, ..)| *b == broker_key)
+            .map(|(t, ..)| *t)
+            .or_else(|| {
+                STORED_TOPIC_KEYS
+                    .iter()
+                    .find(|s| s.broker_key == Some(broker_key))
+                    .map(|s| s.name)
+            })
+    }
+
+    /// Every topic-level key Kafka 4.x defines, sorted by name, with its
+    /// broker synonym, type and documentation.
+    pub fn all_keys() -> Vec<(&'static str, Option<&'static str>, ConfigType, &'static str)> {
+        let mut keys: Vec<_> = TOPIC_KEYS
+            .iter()
+            .map(|(k, b, t, d)| (*k, Some(*b), *t, *d))
+            .chain(
+                STORED_TOPIC_KEYS
+                    .iter()
+                    .map(|s| (s.name, s.broker_key, s.config_type, s.doc)),
+            )
+            .collect();
+        keys.sort_by_key(|k| k.0);
+        keys
+    }
+
+    /// Checks what Kafka checks across keys once all are set:
+    /// min.compaction.lag.ms must not exceed max.compaction.lag.ms.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        let lag = |key: &str| {
+            self.get(key)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let (min, max) = (lag("min.compaction.lag.ms"), lag("max.compaction.lag.ms"));
+        if min > max {
+            return Err(format!(
+                "conflict topic config setting min.compaction.lag.ms ({min}) > max.compaction.lag.ms ({max})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every topic-level key for DescribeConfigs, sorted by name: the value
+    /// (`defaults` with `overrides` applied) and where it comes from, the
+    /// topic's override first, then the broker layers in `broker`.
     pub fn describe(
         defaults: &TopicConfig,
         overrides: &BTreeMap<String, String>,
-        broker_explicit: &BTreeMap<String, String>,
+        broker: &BrokerLayers,
     ) -> Vec<ConfigEntry> {
         let effective =
             topic_config_from_overrides(defaults, overrides).unwrap_or_else(|_| defaults.clone());
-        TOPIC_KEYS
-            .iter()
+        TopicConfig::all_keys()
+            .into_iter()
             .map(|(key, broker_key, config_type, doc)| {
-                let (source, is_default) = if overrides.contains_key(*key) {
-                    (ConfigSource::DynamicTopic, false)
-                } else if broker_explicit.contains_key(*broker_key)
-                    || broker_synonym_set(broker_key, broker_explicit)
-                {
-                    (ConfigSource::StaticBroker, false)
+                let source = if overrides.contains_key(key) {
+                    ConfigSource::DynamicTopic
                 } else {
-                    (ConfigSource::Default, true)
+                    broker_key.map_or(ConfigSource::Default, |b| broker.source(b))
                 };
                 ConfigEntry {
                     name: key.to_string(),
                     value: effective.get(key),
                     read_only: false,
-                    is_default,
+                    is_default: source == ConfigSource::Default,
                     source,
                     sensitive: false,
-                    config_type: *config_type,
+                    config_type,
                     documentation: Some(doc.to_string()),
                 }
             })
@@ -537,28 +606,532 @@ impl TopicConfig {
     }
 }
 
-/// True when an alternative broker key for the same setting was set
-/// (log.retention.hours for log.retention.ms, ...).
-fn broker_synonym_set(broker_key: &str, explicit: &BTreeMap<String, String>) -> bool {
-    let alternatives: &[&str] = match broker_key {
-        "log.retention.ms" => &["log.retention.minutes", "log.retention.hours"],
-        "log.roll.ms" => &["log.roll.hours"],
-        "log.cleanup.policy" => &[],
-        _ => &[],
-    };
-    alternatives.iter().any(|k| explicit.contains_key(*k))
+/// Topic configs Kafka 4.x removed: refused when set, ignored (and dropped
+/// at start) when an older catalog holds them, as Kafka ignores them when it
+/// replays its metadata log.
+pub const REMOVED_TOPIC_KEYS: &[&str] = &[
+    "message.format.version",
+    "message.timestamp.difference.max.ms",
+];
+
+/// Why `remote.storage.enable=true` is refused: ringbroker has no tiered
+/// storage (Kafka's answer when `remote.log.storage.system.enable` is off).
+const NO_TIERED_STORAGE: &str =
+    "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.";
+
+/// How Kafka checks a config value (the type and validator of its ConfigDef).
+#[derive(Clone, Copy, Debug)]
+pub enum Check {
+    /// A long in `min..=max`.
+    Long(i64, i64),
+    /// An int in `min..=max`.
+    Int(i64, i64),
+    /// An int in `min..=max`, or -1 (the codec's default level).
+    IntOrMinusOne(i64, i64),
+    /// A double in `min..=max`.
+    Double(f64, f64),
+    /// true or false.
+    Bool,
+    /// One of these words (lowercase).
+    OneOf(&'static [&'static str]),
+    /// Kafka's throttled-replica list: `*`, or `partition:broker` pairs.
+    ThrottledReplicas,
 }
 
-/// Applies topic overrides on top of the broker defaults.
+impl Check {
+    /// The value normalized as Kafka prints it, or what was expected.
+    pub fn normalize(self, value: &str) -> Result<String, String> {
+        let v = value.trim();
+        let integer = |min: i64, max: i64, kind: &str| -> Result<i64, String> {
+            let n: i64 = v
+                .parse()
+                .map_err(|_| format!("Not a number of type {kind}"))?;
+            if n < min || n > max {
+                return Err(range_text(min, max));
+            }
+            Ok(n)
+        };
+        match self {
+            Check::Long(min, max) => integer(min, max, "LONG").map(|n| n.to_string()),
+            Check::Int(min, max) => integer(min, max, "INT").map(|n| n.to_string()),
+            Check::IntOrMinusOne(min, max) => {
+                let n = integer(i64::from(i32::MIN), i64::from(i32::MAX), "INT")?;
+                if n != -1 && (n < min || n > max) {
+                    return Err(format!("Value must be between {min} and {max}, or -1"));
+                }
+                Ok(n.to_string())
+            }
+            Check::Double(min, max) => {
+                let n: f64 = v
+                    .parse()
+                    .map_err(|_| "Not a number of type DOUBLE".to_string())?;
+                if !(min..=max).contains(&n) {
+                    return Err(format!("Value must be in [{min}, {max}]"));
+                }
+                Ok(java_double(n))
+            }
+            Check::Bool => match v.to_ascii_lowercase().as_str() {
+                "true" => Ok("true".into()),
+                "false" => Ok("false".into()),
+                _ => Err("Expected value to be either true or false".into()),
+            },
+            Check::OneOf(words) => {
+                let lower = v.to_ascii_lowercase();
+                words
+                    .iter()
+                    .find(|w| **w == lower)
+                    .map(|w| w.to_string())
+                    .ok_or_else(|| format!("String must be one of: {}", words.join(", ")))
+            }
+            Check::ThrottledReplicas => {
+                let items: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|i| !i.is_empty())
+                    .collect();
+                let pair = |i: &str| {
+                    i.split_once(':').is_some_and(|(p, b)| {
+                        !p.is_empty()
+                            && !b.is_empty()
+                            && p.bytes().all(|c| c.is_ascii_digit())
+                            && b.bytes().all(|c| c.is_ascii_digit())
+                    })
+                };
+                if items == ["*"] || items.iter().all(|i| pair(i)) {
+                    Ok(items.join(","))
+                } else {
+                    Err("must be the literal '*' or a list of replicas in the following format: [partitionId]:[brokerId],[partitionId]:[brokerId],...".into())
+                }
+            }
+        }
+    }
+}
+
+/// Kafka's range message for integer configs.
+fn range_text(min: i64, max: i64) -> String {
+    match (min, max) {
+        (min, i64::MAX) => format!("Value must be at least {min}"),
+        (min, max) if max == i64::from(i32::MAX) => format!("Value must be at least {min}"),
+        (min, max) => format!("Value must be no more than {max} and at least {min}"),
+    }
+}
+
+/// A double printed as Java prints it (`0.5`, `1.0`).
+fn java_double(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e16 {
+        format!("{n:.1}")
+    } else {
+        n.to_string()
+    }
+}
+
+/// A topic config ringbroker accepts, stores and describes but does not
+/// enforce: Kafka's name, its broker synonym, type, default and check.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredKey {
+    /// Topic-level name.
+    pub name: &'static str,
+    /// The broker-level key that sets its default, if Kafka has one.
+    pub broker_key: Option<&'static str>,
+    /// Value type.
+    pub config_type: ConfigType,
+    /// Kafka 4.x's default, as Kafka prints it.
+    pub default: &'static str,
+    /// What a value must be.
+    pub check: Check,
+    /// One-line documentation (says that ringbroker does not enforce it).
+    pub doc: &'static str,
+}
+
+const LONG_MAX: i64 = i64::MAX;
+
+/// Kafka 4.x topic configs that ringbroker stores and describes without
+/// enforcing them (README: "Accepted, stored and described but not
+/// enforced").
+pub const STORED_TOPIC_KEYS: &[StoredKey] = &[
+    StoredKey {
+        name: "compression.gzip.level",
+        broker_key: Some("compression.gzip.level"),
+        config_type: ConfigType::Int,
+        default: "-1",
+        check: Check::IntOrMinusOne(1, 9),
+        doc: "gzip level for broker recompression (not enforced: batches are stored as produced)",
+    },
+    StoredKey {
+        name: "compression.lz4.level",
+        broker_key: Some("compression.lz4.level"),
+        config_type: ConfigType::Int,
+        default: "9",
+        check: Check::Int(1, 17),
+        doc: "lz4 level for broker recompression (not enforced: batches are stored as produced)",
+    },
+    StoredKey {
+        name: "compression.zstd.level",
+        broker_key: Some("compression.zstd.level"),
+        config_type: ConfigType::Int,
+        default: "3",
+        check: Check::Int(-131_072, 22),
+        doc: "zstd level for broker recompression (not enforced: batches are stored as produced)",
+    },
+    StoredKey {
+        name: "delete.retention.ms",
+        broker_key: Some("log.cleaner.delete.retention.ms"),
+        config_type: ConfigType::Long,
+        default: "86400000",
+        check: Check::Long(0, LONG_MAX),
+        doc: "how long compaction keeps tombstones (not enforced: no compaction yet)",
+    },
+    StoredKey {
+        name: "follower.replication.throttled.replicas",
+        broker_key: None,
+        config_type: ConfigType::List,
+        default: "",
+        check: Check::ThrottledReplicas,
+        doc: "replicas throttled on the follower side (not enforced: no replication quotas)",
+    },
+    StoredKey {
+        name: "leader.replication.throttled.replicas",
+        broker_key: None,
+        config_type: ConfigType::List,
+        default: "",
+        check: Check::ThrottledReplicas,
+        doc: "replicas throttled on the leader side (not enforced: no replication quotas)",
+    },
+    StoredKey {
+        name: "local.retention.bytes",
+        broker_key: Some("log.local.retention.bytes"),
+        config_type: ConfigType::Long,
+        default: "-2",
+        check: Check::Long(-2, LONG_MAX),
+        doc: "local size kept with tiered storage (not enforced: no tiered storage)",
+    },
+    StoredKey {
+        name: "local.retention.ms",
+        broker_key: Some("log.local.retention.ms"),
+        config_type: ConfigType::Long,
+        default: "-2",
+        check: Check::Long(-2, LONG_MAX),
+        doc: "local time kept with tiered storage (not enforced: no tiered storage)",
+    },
+    StoredKey {
+        name: "max.compaction.lag.ms",
+        broker_key: Some("log.cleaner.max.compaction.lag.ms"),
+        config_type: ConfigType::Long,
+        default: "9223372036854775807",
+        check: Check::Long(1, LONG_MAX),
+        doc: "longest time a record stays uncompacted (not enforced: no compaction yet)",
+    },
+    StoredKey {
+        name: "message.downconversion.enable",
+        broker_key: Some("log.message.downconversion.enable"),
+        config_type: ConfigType::Boolean,
+        default: "true",
+        check: Check::Bool,
+        doc: "deprecated in Kafka 4.x, no effect (ringbroker never down-converts)",
+    },
+    StoredKey {
+        name: "message.timestamp.after.max.ms",
+        broker_key: Some("log.message.timestamp.after.max.ms"),
+        config_type: ConfigType::Long,
+        default: "3600000",
+        check: Check::Long(0, LONG_MAX),
+        doc: "how far in the future a record timestamp may be (not enforced yet)",
+    },
+    StoredKey {
+        name: "message.timestamp.before.max.ms",
+        broker_key: Some("log.message.timestamp.before.max.ms"),
+        config_type: ConfigType::Long,
+        default: "9223372036854775807",
+        check: Check::Long(0, LONG_MAX),
+        doc: "how far in the past a record timestamp may be (not enforced yet)",
+    },
+    StoredKey {
+        name: "min.cleanable.dirty.ratio",
+        broker_key: Some("log.cleaner.min.cleanable.ratio"),
+        config_type: ConfigType::Double,
+        default: "0.5",
+        check: Check::Double(0.0, 1.0),
+        doc: "dirty ratio that triggers compaction (not enforced: no compaction yet)",
+    },
+    StoredKey {
+        name: "min.compaction.lag.ms",
+        broker_key: Some("log.cleaner.min.compaction.lag.ms"),
+        config_type: ConfigType::Long,
+        default: "0",
+        check: Check::Long(0, LONG_MAX),
+        doc: "shortest time a record stays uncompacted (not enforced: no compaction yet)",
+    },
+    StoredKey {
+        name: "remote.log.copy.disable",
+        broker_key: None,
+        config_type: ConfigType::Boolean,
+        default: "false",
+        check: Check::Bool,
+        doc: "stop copying to tiered storage (not enforced: no tiered storage)",
+    },
+    StoredKey {
+        name: "remote.log.delete.on.disable",
+        broker_key: None,
+        config_type: ConfigType::Boolean,
+        default: "false",
+        check: Check::Bool,
+        doc: "delete tiered data when tiering is disabled (not enforced: no tiered storage)",
+    },
+    StoredKey {
+        name: "remote.storage.enable",
+        broker_key: None,
+        config_type: ConfigType::Boolean,
+        default: "false",
+        check: Check::Bool,
+        doc: "tiered storage for the topic (only false: ringbroker has no tiered storage)",
+    },
+    StoredKey {
+        name: "segment.jitter.ms",
+        broker_key: Some("log.roll.jitter.ms"),
+        config_type: ConfigType::Long,
+        default: "0",
+        check: Check::Long(0, LONG_MAX),
+        doc: "random jitter subtracted from segment.ms (not enforced yet)",
+    },
+];
+
+fn stored_key(name: &str) -> Option<&'static StoredKey> {
+    STORED_TOPIC_KEYS.iter().find(|s| s.name == name)
+}
+
+/// The broker keys that set the same setting, the preferred first
+/// (log.retention.ms, log.retention.minutes, log.retention.hours).
+fn broker_alternatives(broker_key: &str) -> &'static [&'static str] {
+    match broker_key {
+        "log.retention.ms" => &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        "log.roll.ms" => &["log.roll.ms", "log.roll.hours"],
+        "log.roll.jitter.ms" => &["log.roll.jitter.ms", "log.roll.jitter.hours"],
+        _ => &[],
+    }
+}
+
+/// True when `broker_key` or an alternative name for the same setting was
+/// set explicitly (server.properties or the command line).
+fn explicitly_set(broker_key: &str, explicit: &BTreeMap<String, String>) -> bool {
+    explicit.contains_key(broker_key)
+        || broker_alternatives(broker_key)
+            .iter()
+            .any(|k| explicit.contains_key(*k))
+}
+
+/// Applies topic overrides on top of the broker defaults. Keys Kafka 4.x
+/// removed ([`REMOVED_TOPIC_KEYS`]) are ignored.
 pub fn topic_config_from_overrides(
     defaults: &TopicConfig,
     overrides: &BTreeMap<String, String>,
 ) -> Result<TopicConfig, ConfigError> {
     let mut config = defaults.clone();
     for (key, value) in overrides {
+        if REMOVED_TOPIC_KEYS.contains(&key.as_str()) {
+            continue;
+        }
         config.set(key, value)?;
     }
     Ok(config)
+}
+
+/// Broker configs changed at run time (Kafka's dynamic broker configs,
+/// IncrementalAlterConfigs and AlterConfigs on the BROKER resource), kept
+/// in the catalog: the cluster-wide defaults (resource name "") and this
+/// broker's own (resource name = node.id).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DynamicBrokerConfigs {
+    /// Cluster-wide defaults (DYNAMIC_DEFAULT_BROKER_CONFIG).
+    pub cluster: BTreeMap<String, String>,
+    /// This broker's own (DYNAMIC_BROKER_CONFIG), over the cluster's.
+    pub broker: BTreeMap<String, String>,
+}
+
+impl DynamicBrokerConfigs {
+    /// The dynamic value of `key` and its source, per-broker first.
+    pub fn get(&self, key: &str) -> Option<(&str, ConfigSource)> {
+        self.broker
+            .get(key)
+            .map(|v| (v.as_str(), ConfigSource::DynamicBroker))
+            .or_else(|| {
+                self.cluster
+                    .get(key)
+                    .map(|v| (v.as_str(), ConfigSource::DynamicDefaultBroker))
+            })
+    }
+}
+
+/// What a broker key allows at run time (Kafka's DynamicBrokerConfig).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerKeyMode {
+    /// Dynamic in Kafka and applied by ringbroker at once on every shard:
+    /// the broker synonyms of topic configs (log.retention.ms,
+    /// log.segment.bytes, message.max.bytes, ...).
+    Applied,
+    /// Dynamic in Kafka (or a custom key, which Kafka accepts) but without
+    /// an effect in ringbroker: stored and described only.
+    NoEffect,
+    /// Read-only (static): Kafka answers INVALID_REQUEST "Cannot update
+    /// these configs dynamically".
+    ReadOnly,
+}
+
+/// Broker keys that cannot change at run time. Kafka's static keys among
+/// those ringbroker knows, plus `listeners` and `advertised.listeners`,
+/// which Kafka can change per broker but ringbroker cannot (it would have
+/// to rebind every shard's listener).
+const READ_ONLY_BROKER_KEYS: &[&str] = &[
+    "listeners",
+    "advertised.listeners",
+    "node.id",
+    "broker.id",
+    "log.dirs",
+    "log.dir",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "delete.topic.enable",
+    "socket.request.max.bytes",
+    "connections.max.idle.ms",
+    "log.retention.check.interval.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.roll.hours",
+    "log.roll.jitter.hours",
+    "log.flush.scheduler.interval.ms",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
+    "offsets.retention.minutes",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "queued.max.requests",
+    "replica.lag.time.max.ms",
+    "log.cleaner.enable",
+    "metadata.log.dir",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "zookeeper.connect",
+    "zookeeper.connection.timeout.ms",
+];
+
+/// What `key` allows at run time.
+pub fn broker_key_mode(key: &str) -> BrokerKeyMode {
+    if TopicConfig::topic_key_of(key).is_some() {
+        BrokerKeyMode::Applied
+    } else if READ_ONLY_BROKER_KEYS.contains(&key) || key.starts_with("ringbroker.") {
+        BrokerKeyMode::ReadOnly
+    } else {
+        BrokerKeyMode::NoEffect
+    }
+}
+
+/// Checks a dynamic broker config change as Kafka does before storing it:
+/// read-only keys are refused, values of applied keys must parse. The
+/// message is Kafka's; the error code is INVALID_REQUEST.
+pub fn check_dynamic_broker_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
+    let read_only: Vec<&str> = configs
+        .keys()
+        .map(String::as_str)
+        .filter(|k| broker_key_mode(k) == BrokerKeyMode::ReadOnly)
+        .collect();
+    if !read_only.is_empty() {
+        return Err(format!(
+            "Cannot update these configs dynamically: Set({})",
+            read_only.join(", ")
+        ));
+    }
+    let mut scratch = TopicConfig::default();
+    for (key, value) in configs {
+        let Some(topic_key) = TopicConfig::topic_key_of(key) else {
+            continue;
+        };
+        if let Err(e) = scratch.set(topic_key, value) {
+            let reason = match e {
+                ConfigError::InvalidValue { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            return Err(format!(
+                "Invalid value {value} for configuration {key}: {reason}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The layers a broker-level key's value comes from, highest first: this
+/// broker's dynamic configs, the cluster's dynamic defaults, the static
+/// configuration (server.properties, --override, flags), the built-in
+/// default.
+pub struct BrokerLayers<'a> {
+    /// Dynamic configs (catalog).
+    pub dynamic: &'a DynamicBrokerConfigs,
+    /// Keys set in the static configuration.
+    pub explicit: &'a BTreeMap<String, String>,
+}
+
+impl BrokerLayers<'_> {
+    /// Where the value of `broker_key` comes from.
+    pub fn source(&self, broker_key: &str) -> ConfigSource {
+        if let Some((_, source)) = self.dynamic.get(broker_key) {
+            source
+        } else if explicitly_set(broker_key, self.explicit) {
+            ConfigSource::StaticBroker
+        } else {
+            ConfigSource::Default
+        }
+    }
+
+    /// Kafka's synonyms of `broker_key`, highest precedence first: (name,
+    /// value, source) for every layer that sets it, ending with the
+    /// built-in `default` when there is one.
+    pub fn synonyms(
+        &self,
+        broker_key: &str,
+        default: Option<String>,
+    ) -> Vec<(String, Option<String>, ConfigSource)> {
+        let mut chain = Vec::new();
+        if let Some(v) = self.dynamic.broker.get(broker_key) {
+            chain.push((
+                broker_key.to_string(),
+                Some(v.clone()),
+                ConfigSource::DynamicBroker,
+            ));
+        }
+        if let Some(v) = self.dynamic.cluster.get(broker_key) {
+            chain.push((
+                broker_key.to_string(),
+                Some(v.clone()),
+                ConfigSource::DynamicDefaultBroker,
+            ));
+        }
+        let names: Vec<&str> = match broker_alternatives(broker_key) {
+            [] => vec![broker_key],
+            all => all.to_vec(),
+        };
+        for name in names {
+            if let Some(v) = self.explicit.get(name) {
+                chain.push((
+                    name.to_string(),
+                    Some(v.clone()),
+                    ConfigSource::StaticBroker,
+                ));
+            }
+        }
+        if let Some(v) = default {
+            chain.push((broker_key.to_string(), Some(v), ConfigSource::Default));
+        }
+        chain
+    }
 }
 
 /// The broker's configuration.
@@ -853,7 +1426,7 @@ impl Builder {
                 .set("max.message.bytes", value)
                 .map_err(|e| rename(e, key))?,
             _ => {
-                if let Some((topic_key, ..)) = TOPIC_KEYS.iter().find(|(_, b, ..)| *b == key) {
+                if let Some(topic_key) = TopicConfig::topic_key_of(key) {
                     c.topic_defaults
                         .set(topic_key, value)
                         .map_err(|e| rename(e, key))?;
@@ -963,8 +1536,134 @@ fn rename(e: ConfigError, key: &str) -> ConfigError {
 }
 
 impl BrokerConfig {
-    /// The broker's configuration for DescribeConfigs (read-only).
-    pub fn describe(&self) -> Vec<ConfigEntry> {
+    /// The topic defaults with the dynamic broker configs applied over the
+    /// static ones: what a topic without its own override gets.
+    pub fn effective_topic_defaults(&self, dynamic: &DynamicBrokerConfigs) -> TopicConfig {
+        let mut defaults = self.topic_defaults.clone();
+        for layer in [&dynamic.cluster, &dynamic.broker] {
+            for (key, value) in layer {
+                let Some(topic_key) = TopicConfig::topic_key_of(key) else {
+                    continue;
+                };
+                if let Err(e) = defaults.set(topic_key, value) {
+                    log::warn!("dynamic broker config {key}={value} ignored: {e}");
+                }
+            }
+        }
+        defaults
+    }
+
+    /// log.flush.interval.ms (the broker-wide periodic sync) with the
+    /// dynamic broker configs applied.
+    pub fn effective_flush_interval_ms(&self, dynamic: &DynamicBrokerConfigs) -> Option<u64> {
+        match dynamic.get("log.flush.interval.ms") {
+            Some((value, _)) => {
+                parse_optional("log.flush.interval.ms", value).unwrap_or(self.log_flush_interval_ms)
+            }
+            None => self.log_flush_interval_ms,
+        }
+    }
+
+    /// The built-in default of a broker key, as DescribeConfigs prints it.
+    fn default_value(key: &str) -> Option<String> {
+        let defaults = BrokerConfig::default();
+        defaults
+            .values(&defaults.topic_defaults, defaults.log_flush_interval_ms)
+            .into_iter()
+            .find(|(k, ..)| *k == key)
+            .map(|(_, v, _)| v)
+    }
+
+    /// Kafka's synonyms of a broker key (highest precedence first).
+    pub fn synonyms(
+        &self,
+        dynamic: &DynamicBrokerConfigs,
+        key: &str,
+    ) -> Vec<(String, Option<String>, ConfigSource)> {
+        let layers = BrokerLayers {
+            dynamic,
+            explicit: &self.explicit,
+        };
+        layers.synonyms(key, BrokerConfig::default_value(key))
+    }
+
+    /// DescribeConfigs on this broker (resource name = node.id): every
+    /// broker config with its value after the dynamic configs, its source,
+    /// and whether it can change at run time.
+    pub fn describe(&self, dynamic: &DynamicBrokerConfigs) -> Vec<ConfigEntry> {
+        let topic_defaults = self.effective_topic_defaults(dynamic);
+        let mut items = self.values(&topic_defaults, self.effective_flush_interval_ms(dynamic));
+        // Dynamic keys without an effect are described with their values.
+        for (key, value) in dynamic.cluster.iter().chain(&dynamic.broker) {
+            if !items.iter().any(|(k, ..)| k == key) {
+                let value = dynamic
+                    .get(key)
+                    .map_or(value.clone(), |(v, _)| v.to_string());
+                items.push((key.clone(), value, ConfigType::Unknown));
+            }
+        }
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let layers = BrokerLayers {
+            dynamic,
+            explicit: &self.explicit,
+        };
+        items
+            .into_iter()
+            .map(|(name, value, config_type)| {
+                let source = match name.as_str() {
+                    "node.id" | "broker.id"
+                        if self.explicit.contains_key("node.id")
+                            || self.explicit.contains_key("broker.id") =>
+                    {
+                        ConfigSource::StaticBroker
+                    }
+                    "log.dirs" if self.explicit.contains_key("log.dir") => {
+                        ConfigSource::StaticBroker
+                    }
+                    _ => layers.source(&name),
+                };
+                ConfigEntry {
+                    read_only: broker_key_mode(&name) == BrokerKeyMode::ReadOnly,
+                    is_default: source == ConfigSource::Default,
+                    name,
+                    value: Some(value),
+                    source,
+                    sensitive: false,
+                    config_type,
+                    documentation: None,
+                }
+            })
+            .collect()
+    }
+
+    /// DescribeConfigs on the cluster-default resource (name ""): only the
+    /// dynamic cluster-wide defaults, as Kafka answers.
+    pub fn describe_cluster_defaults(dynamic: &DynamicBrokerConfigs) -> Vec<ConfigEntry> {
+        dynamic
+            .cluster
+            .iter()
+            .map(|(name, value)| ConfigEntry {
+                name: name.clone(),
+                value: Some(value.clone()),
+                read_only: broker_key_mode(name) == BrokerKeyMode::ReadOnly,
+                is_default: false,
+                source: ConfigSource::DynamicDefaultBroker,
+                sensitive: false,
+                config_type: TopicConfig::topic_key_of(name)
+                    .and_then(|t| TopicConfig::all_keys().into_iter().find(|k| k.0 == t))
+                    .map_or(ConfigType::Unknown, |k| k.2),
+                documentation: None,
+            })
+            .collect()
+    }
+
+    /// (name, value, type) of every broker config ringbroker knows, with
+    /// `topic_defaults` and `flush_interval_ms` as the log settings.
+    fn values(
+        &self,
+        topic_defaults: &TopicConfig,
+        flush_interval_ms: Option<u64>,
+    ) -> Vec<(String, String, ConfigType)> {
         let opt = |v: Option<u64>| v.map_or(i64::MAX.to_string(), |v| v.to_string());
         let listener = format!("PLAINTEXT://{}", self.listen);
         let advertised = format!(
@@ -1063,7 +1762,7 @@ impl BrokerConfig {
             ),
             (
                 "log.flush.interval.ms",
-                opt(self.log_flush_interval_ms),
+                opt(flush_interval_ms),
                 ConfigType::Long,
             ),
             (
@@ -1072,38 +1771,20 @@ impl BrokerConfig {
                 ConfigType::Long,
             ),
         ];
-        for (topic_key, broker_key, config_type, _) in TOPIC_KEYS {
-            if items.iter().any(|(k, ..)| k == broker_key) {
+        for (topic_key, broker_key, config_type, _) in TopicConfig::all_keys() {
+            let Some(broker_key) = broker_key else {
+                continue;
+            };
+            if items.iter().any(|(k, ..)| *k == broker_key) {
                 continue;
             }
-            if let Some(value) = self.topic_defaults.get(topic_key) {
-                items.push((broker_key, value, *config_type));
+            if let Some(value) = topic_defaults.get(topic_key) {
+                items.push((broker_key, value, config_type));
             }
         }
-        items.sort_by(|a, b| a.0.cmp(b.0));
         items
             .into_iter()
-            .map(|(name, value, config_type)| {
-                let explicit = self.explicit.contains_key(name)
-                    || (name == "node.id" && self.explicit.contains_key("broker.id"))
-                    || (name == "broker.id" && self.explicit.contains_key("node.id"))
-                    || (name == "log.dirs" && self.explicit.contains_key("log.dir"))
-                    || broker_synonym_set(name, &self.explicit);
-                ConfigEntry {
-                    name: name.to_string(),
-                    value: Some(value),
-                    read_only: true,
-                    is_default: !explicit,
-                    source: if explicit {
-                        ConfigSource::StaticBroker
-                    } else {
-                        ConfigSource::Default
-                    },
-                    sensitive: false,
-                    config_type,
-                    documentation: None,
-                }
-            })
+            .map(|(k, v, t)| (k.to_string(), v, t))
             .collect()
     }
 }
@@ -1463,7 +2144,12 @@ mod tests {
         explicit.insert("log.segment.bytes".to_string(), "4096".to_string());
         let mut o = BTreeMap::new();
         o.insert("retention.ms".to_string(), "1000".to_string());
-        let entries = TopicConfig::describe(&defaults, &o, &explicit);
+        let dynamic = DynamicBrokerConfigs::default();
+        let layers = BrokerLayers {
+            dynamic: &dynamic,
+            explicit: &explicit,
+        };
+        let entries = TopicConfig::describe(&defaults, &o, &layers);
         let find = |n: &str| entries.iter().find(|e| e.name == n).unwrap().clone();
         assert_eq!(
             (
@@ -1485,7 +2171,7 @@ mod tests {
     #[test]
     fn broker_describe_marks_explicit_keys() {
         let (c, _) = run(&["--override", "num.partitions=3"]).unwrap();
-        let entries = c.describe();
+        let entries = c.describe(&DynamicBrokerConfigs::default());
         let n = entries.iter().find(|e| e.name == "num.partitions").unwrap();
         assert_eq!(
             (n.value.as_deref(), n.source, n.read_only),
@@ -1496,5 +2182,203 @@ mod tests {
             .find(|e| e.name == "message.max.bytes")
             .unwrap();
         assert_eq!(m.source, ConfigSource::Default);
+        assert!(!m.read_only, "message.max.bytes is dynamic");
+    }
+
+    #[test]
+    fn every_kafka_topic_config_is_known() {
+        // Kafka 4.x TopicConfig names plus the throttled-replica lists.
+        let kafka = [
+            "cleanup.policy",
+            "compression.gzip.level",
+            "compression.lz4.level",
+            "compression.type",
+            "compression.zstd.level",
+            "delete.retention.ms",
+            "file.delete.delay.ms",
+            "flush.messages",
+            "flush.ms",
+            "follower.replication.throttled.replicas",
+            "index.interval.bytes",
+            "leader.replication.throttled.replicas",
+            "local.retention.bytes",
+            "local.retention.ms",
+            "max.compaction.lag.ms",
+            "max.message.bytes",
+            "message.downconversion.enable",
+            "message.timestamp.after.max.ms",
+            "message.timestamp.before.max.ms",
+            "message.timestamp.type",
+            "min.cleanable.dirty.ratio",
+            "min.compaction.lag.ms",
+            "min.insync.replicas",
+            "preallocate",
+            "remote.log.copy.disable",
+            "remote.log.delete.on.disable",
+            "remote.storage.enable",
+            "retention.bytes",
+            "retention.ms",
+            "segment.bytes",
+            "segment.index.bytes",
+            "segment.jitter.ms",
+            "segment.ms",
+            "unclean.leader.election.enable",
+        ];
+        let known: Vec<&str> = TopicConfig::all_keys().iter().map(|k| k.0).collect();
+        assert_eq!(known, kafka, "sorted, one entry per Kafka 4.x topic config");
+        for removed in REMOVED_TOPIC_KEYS {
+            assert!(!TopicConfig::is_known_key(removed));
+        }
+        // Every default parses back through its own check.
+        let defaults = TopicConfig::default();
+        for key in kafka {
+            let value = defaults.get(key).expect("described");
+            let mut t = TopicConfig::default();
+            t.set(key, &value)
+                .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+        }
+    }
+
+    #[test]
+    fn stored_topic_configs_are_normalized_and_checked() {
+        let mut t = TopicConfig::default();
+        t.set("min.cleanable.dirty.ratio", "0.25").unwrap();
+        t.set("compression.gzip.level", " 9 ").unwrap();
+        t.set("message.downconversion.enable", "FALSE").unwrap();
+        t.set("leader.replication.throttled.replicas", "0:1, 1:2")
+            .unwrap();
+        assert_eq!(t.get("min.cleanable.dirty.ratio").as_deref(), Some("0.25"));
+        assert_eq!(t.get("compression.gzip.level").as_deref(), Some("9"));
+        assert_eq!(
+            t.get("message.downconversion.enable").as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            t.get("leader.replication.throttled.replicas").as_deref(),
+            Some("0:1,1:2")
+        );
+        assert_eq!(t.get("delete.retention.ms").as_deref(), Some("86400000"));
+        t.set("min.cleanable.dirty.ratio", "1").unwrap();
+        assert_eq!(t.get("min.cleanable.dirty.ratio").as_deref(), Some("1.0"));
+        for (key, bad) in [
+            ("compression.gzip.level", "0"),
+            ("compression.lz4.level", "18"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("delete.retention.ms", "-1"),
+            ("leader.replication.throttled.replicas", "x:1"),
+            ("remote.storage.enable", "true"),
+            ("segment.jitter.ms", "soon"),
+        ] {
+            assert!(t.clone().set(key, bad).is_err(), "{key}={bad}");
+        }
+        assert!(t.clone().set("compression.gzip.level", "-1").is_ok());
+        // A catalog written before Kafka 4 may hold removed keys: ignored.
+        let mut old = BTreeMap::new();
+        old.insert("message.format.version".to_string(), "2.8".to_string());
+        assert!(topic_config_from_overrides(&TopicConfig::default(), &old).is_ok());
+    }
+
+    #[test]
+    fn dynamic_broker_configs_apply_over_static_ones() {
+        let (c, _) = run(&[
+            "--override",
+            "log.retention.ms=1000",
+            "--override",
+            "message.max.bytes=5000",
+        ])
+        .unwrap();
+        let mut dynamic = DynamicBrokerConfigs::default();
+        dynamic
+            .cluster
+            .insert("log.retention.ms".into(), "2000".into());
+        dynamic
+            .cluster
+            .insert("log.segment.bytes".into(), "8192".into());
+        dynamic
+            .broker
+            .insert("log.segment.bytes".into(), "4096".into());
+        dynamic
+            .cluster
+            .insert("log.flush.interval.ms".into(), "250".into());
+        dynamic.broker.insert("num.io.threads".into(), "4".into());
+        let defaults = c.effective_topic_defaults(&dynamic);
+        assert_eq!(defaults.retention_ms, 2000, "cluster default over static");
+        assert_eq!(
+            defaults.segment_bytes, 4096,
+            "per-broker over cluster default"
+        );
+        assert_eq!(defaults.max_message_bytes, 5000, "static stays");
+        assert_eq!(c.effective_flush_interval_ms(&dynamic), Some(250));
+        let entries = c.describe(&dynamic);
+        let find = |n: &str| entries.iter().find(|e| e.name == n).unwrap().clone();
+        assert_eq!(
+            (
+                find("log.retention.ms").value.as_deref(),
+                find("log.retention.ms").source
+            ),
+            (Some("2000"), ConfigSource::DynamicDefaultBroker)
+        );
+        assert_eq!(
+            (
+                find("log.segment.bytes").value.as_deref(),
+                find("log.segment.bytes").source
+            ),
+            (Some("4096"), ConfigSource::DynamicBroker)
+        );
+        assert_eq!(find("message.max.bytes").source, ConfigSource::StaticBroker);
+        assert_eq!(find("num.io.threads").source, ConfigSource::DynamicBroker);
+        assert!(find("num.partitions").read_only && !find("log.retention.ms").read_only);
+        let synonyms = c.synonyms(&dynamic, "log.retention.ms");
+        let sources: Vec<ConfigSource> = synonyms.iter().map(|s| s.2).collect();
+        assert_eq!(
+            sources,
+            vec![
+                ConfigSource::DynamicDefaultBroker,
+                ConfigSource::StaticBroker,
+                ConfigSource::Default
+            ]
+        );
+        let cluster = BrokerConfig::describe_cluster_defaults(&dynamic);
+        assert_eq!(cluster.len(), 3);
+        assert!(cluster
+            .iter()
+            .all(|e| e.source == ConfigSource::DynamicDefaultBroker));
+    }
+
+    #[test]
+    fn dynamic_broker_config_checks() {
+        let set = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(check_dynamic_broker_configs(&set(&[
+            ("log.retention.ms", "1000"),
+            ("log.cleaner.delete.retention.ms", "5"),
+            ("num.io.threads", "8"),
+        ]))
+        .is_ok());
+        assert_eq!(
+            check_dynamic_broker_configs(&set(&[
+                ("num.partitions", "3"),
+                ("log.retention.hours", "1")
+            ]))
+            .unwrap_err(),
+            "Cannot update these configs dynamically: Set(log.retention.hours, num.partitions)"
+        );
+        assert_eq!(
+            check_dynamic_broker_configs(&set(&[("log.retention.ms", "soon")])).unwrap_err(),
+            "Invalid value soon for configuration log.retention.ms: expected an integer"
+        );
+        assert_eq!(
+            broker_key_mode("ringbroker.shards"),
+            BrokerKeyMode::ReadOnly
+        );
+        assert_eq!(broker_key_mode("message.max.bytes"), BrokerKeyMode::Applied);
+        assert_eq!(
+            broker_key_mode("log.cleaner.threads"),
+            BrokerKeyMode::NoEffect
+        );
     }
 }

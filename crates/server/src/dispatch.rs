@@ -37,6 +37,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The implemented version range of an API.
@@ -165,7 +168,7 @@ pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes, client_host: &str) -> 
     shard.stats.inflight.set(shard.stats.inflight.get() + 1);
     let _inflight = InflightGuard(shard);
     let result = match api_key {
-        ApiKey::ApiVersions => handlers::api_versions::handle(&ctx),
+        ApiKey::ApiVersions => handlers::api_versions::handle(shard, &ctx),
         ApiKey::Metadata => handlers::metadata::handle(shard, &ctx, body).await,
         ApiKey::Produce => handlers::produce::handle(shard, &ctx, body).await,
         ApiKey::Fetch => handlers::fetch::handle(shard, &ctx, body).await,
@@ -177,6 +180,9 @@ pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes, client_host: &str) -> 
         ApiKey::IncrementalAlterConfigs => {
             handlers::incremental_alter_configs::handle(shard, &ctx, body).await
         }
+        ApiKey::AlterConfigs => handlers::alter_configs::handle(shard, &ctx, body).await,
+        ApiKey::DescribeLogDirs => handlers::describe_log_dirs::handle(shard, &ctx, body).await,
+        ApiKey::DescribeProducers => handlers::describe_producers::handle(shard, &ctx, body).await,
         ApiKey::DescribeCluster => handlers::describe_cluster::handle(shard, &ctx, body),
         ApiKey::InitProducerId => handlers::init_producer_id::handle(shard, &ctx, body),
         ApiKey::FindCoordinator => handlers::groups::find_coordinator(shard, &ctx, body),
@@ -247,6 +253,9 @@ mod fuzz {
             ApiKey::DescribeGroups => try_decode!(DescribeGroupsRequest),
             ApiKey::DeleteGroups => try_decode!(DeleteGroupsRequest),
             ApiKey::OffsetDelete => try_decode!(OffsetDeleteRequest),
+            ApiKey::AlterConfigs => try_decode!(AlterConfigsRequest),
+            ApiKey::DescribeLogDirs => try_decode!(DescribeLogDirsRequest),
+            ApiKey::DescribeProducers => try_decode!(DescribeProducersRequest),
             other => panic!("{other:?} is advertised but has no decoder here"),
         }
     }

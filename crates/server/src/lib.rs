@@ -7,13 +7,16 @@
 //! `ringbroker-groups` and `ringbroker-shards`; nothing depends on it but
 //! the `ringbroker` binary.
 
+pub mod acl;
 pub mod admin;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
+pub mod config_resources;
 pub mod connection;
 pub mod coordinator;
 pub mod dispatch;
+pub mod group_config;
 pub mod handlers;
 pub mod messages;
 pub mod runtime;

@@ -37,6 +37,9 @@ pub struct ProduceResult {
     pub log_append_time_ms: i64,
     /// First offset of the log.
     pub log_start_offset: i64,
+    /// Per-record errors (KIP-467): (index of the record in its batch,
+    /// message), with INVALID_RECORD.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 /// One partition's part of a fetch request.
@@ -89,6 +92,18 @@ pub struct ListOffsetsResult {
     pub offset: i64,
 }
 
+/// A partition named by topic and index.
+pub type PartitionKey = (String, i32);
+
+/// The idempotent producers of one partition (DescribeProducers).
+#[derive(Clone, Debug, Default)]
+pub struct ProducersResult {
+    /// Kafka error code (0 = none).
+    pub error_code: i16,
+    /// (producer id, epoch, last sequence, offset of its last record).
+    pub producers: Vec<(i64, i16, i32, i64)>,
+}
+
 /// Metadata changes, executed by shard 0 one at a time.
 #[derive(Clone, Debug)]
 pub enum AdminRequest {
@@ -110,6 +125,13 @@ pub enum AdminRequest {
     },
     /// Replace topics' config overrides (already validated).
     SetTopicConfigs(Vec<(String, BTreeMap<String, String>)>),
+    /// Replace dynamic broker configs (already validated) by resource name:
+    /// "" for the cluster-wide defaults, a node id for one broker. An empty
+    /// set removes the resource's entry.
+    SetBrokerConfigs(Vec<(String, BTreeMap<String, String>)>),
+    /// Replace groups' configs (already validated); an empty set removes
+    /// the group's entry.
+    SetGroupConfigs(Vec<(String, BTreeMap<String, String>)>),
 }
 
 /// A topic to create.
@@ -174,6 +196,10 @@ pub enum ShardRequest {
     },
     /// Look up offsets in partitions this shard owns.
     ListOffsets(Vec<ListOffsetsPart>),
+    /// Bytes on disk of partitions this shard owns (DescribeLogDirs).
+    PartitionSizes(Vec<PartitionKey>),
+    /// Idempotent-producer state of partitions this shard owns.
+    Producers(Vec<PartitionKey>),
     /// A metadata change (shard 0 only).
     Admin(AdminRequest),
     /// Adopt a new catalog: open or remove partitions this shard owns.
@@ -190,6 +216,10 @@ pub enum ShardResponse {
     Fetch(Vec<FetchResult>),
     /// Per-part offsets, in request order.
     ListOffsets(Vec<ListOffsetsResult>),
+    /// Per-partition sizes in bytes (None: not on this shard), in order.
+    PartitionSizes(Vec<Option<u64>>),
+    /// Per-partition producers, in request order.
+    Producers(Vec<ProducersResult>),
     /// Per-item admin results, in request order.
     Admin(Vec<AdminResult>),
     /// Done (WaitForData).

@@ -27,6 +27,9 @@ const FORCED_EXIT_AFTER: Duration = Duration::from_secs(15);
 /// Longest the final write and sync of a graceful shutdown may take before
 /// partitions still writing are left to recovery (within FORCED_EXIT_AFTER).
 const SHUTDOWN_FLUSH_MAX: Duration = Duration::from_secs(8);
+/// How often the periodic sync rereads log.flush.interval.ms (which
+/// dynamic broker configs may change) when it is longer or unset.
+const PERIODIC_SYNC_CHECK: Duration = Duration::from_secs(1);
 /// How often idle partitions are checked for write handles to close.
 const IDLE_WRITER_CHECK: Duration = Duration::from_secs(10);
 /// A partition not appended to for this long closes its write handle.
@@ -266,6 +269,13 @@ fn prepare_catalog(catalog: &mut Catalog, config: &BrokerConfig) -> Result<(), S
         fenced: false,
     };
     let mut changed = catalog.adopt_single_node(me);
+    if catalog.drop_removed_topic_configs() {
+        log::warn!(
+            "dropped topic configs Kafka 4.x removed ({:?})",
+            crate::config::REMOVED_TOPIC_KEYS
+        );
+        changed = true;
+    }
     if !catalog.topics.contains_key(OFFSETS_TOPIC) {
         insert_offsets_topic(catalog, config);
         changed = true;
@@ -553,13 +563,25 @@ async fn shard_main(
         .map(|t| t.detach())
         .ok()
     };
-    let periodic_sync = config.log_flush_interval_ms.and_then(|ms| {
+    // log.flush.interval.ms can change at run time (dynamic broker
+    // config), so the loop rereads it every round.
+    let periodic_sync = {
         let shard = shard.clone();
-        let every = Duration::from_millis(ms.max(1));
         glommio::spawn_local_into(
             async move {
+                let mut last_sync = Instant::now();
                 loop {
-                    glommio::timer::sleep(every).await;
+                    let tick = shard.flush_interval_ms().map_or(PERIODIC_SYNC_CHECK, |ms| {
+                        Duration::from_millis(ms.max(1)).min(PERIODIC_SYNC_CHECK)
+                    });
+                    glommio::timer::sleep(tick).await;
+                    let Some(ms) = shard.flush_interval_ms() else {
+                        continue;
+                    };
+                    if last_sync.elapsed() < Duration::from_millis(ms.max(1)) {
+                        continue;
+                    }
+                    last_sync = Instant::now();
                     let partitions: Vec<_> = shard.partitions.borrow().values().cloned().collect();
                     for partition in &partitions {
                         let mut log = partition.log.borrow_mut();
@@ -575,7 +597,7 @@ async fn shard_main(
         )
         .map(|t| t.detach())
         .ok()
-    });
+    };
 
     let listener = match bind_listener(config.listen, true) {
         Ok(fd) => {

@@ -5,7 +5,7 @@
 //! are split per owner, sent over the mesh, and merged back in request order.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use ringbroker_shards::{envelope, placement, stable_hash, MeshEndpoint, ShardId};
 
 use crate::catalog::{Catalog, TopicMeta};
-use crate::config::{topic_config_from_overrides, BrokerConfig, TimestampType, TopicConfig};
+use crate::config::{
+    topic_config_from_overrides, BrokerConfig, DynamicBrokerConfigs, TimestampType, TopicConfig,
+};
 use crate::messages::*;
 use crate::storage_error::{append_error_code, read_error_code, storage_error_code};
 use ringbroker_protocol::errors::ErrorCode;
@@ -52,6 +54,16 @@ pub struct Shard {
     /// min.insync.replicas of every topic, derived from the catalog's
     /// config overrides when the catalog changes (not parsed per request).
     min_insync_replicas: RefCell<HashMap<String, i32>>,
+    /// Topics whose cleanup.policy includes compact (records need keys),
+    /// derived when the catalog changes.
+    compacted: RefCell<HashSet<String>>,
+    /// The dynamic broker configs of this broker, from the catalog.
+    dynamic_configs: RefCell<Arc<DynamicBrokerConfigs>>,
+    /// Topic defaults: the static configuration with the dynamic broker
+    /// configs applied (what a topic without an override gets).
+    topic_defaults: RefCell<Arc<TopicConfig>>,
+    /// log.flush.interval.ms with the dynamic broker configs applied.
+    flush_interval_ms: Cell<Option<u64>>,
     /// The partitions this shard owns.
     pub partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
     /// Write-behind and group commit.
@@ -115,12 +127,18 @@ impl Shard {
         } else {
             Flusher::new()
         };
+        let topic_defaults = Arc::new(config.topic_defaults.clone());
+        let flush_interval_ms = config.log_flush_interval_ms;
         let shard = Rc::new(Shard {
             id,
             count: mesh.shard_count(),
             config,
             catalog: RefCell::new(Arc::new(Catalog::default())),
             min_insync_replicas: RefCell::new(HashMap::new()),
+            compacted: RefCell::new(HashSet::new()),
+            dynamic_configs: RefCell::new(Arc::new(DynamicBrokerConfigs::default())),
+            topic_defaults: RefCell::new(topic_defaults),
+            flush_interval_ms: Cell::new(flush_interval_ms),
             partitions: RefCell::new(HashMap::new()),
             flusher: Rc::new(flusher),
             mesh,
@@ -132,8 +150,8 @@ impl Shard {
             stopping: Cell::new(false),
             stop_event: event_listener::Event::new(),
         });
+        shard.adopt_catalog(catalog.clone());
         shard.open_owned_partitions(&catalog)?;
-        shard.adopt_catalog(catalog);
         Ok(shard)
     }
 
@@ -218,19 +236,28 @@ impl Shard {
         self.config.data_dir.join(format!("{topic}-{partition}"))
     }
 
-    /// Makes `catalog` this shard's copy, with the settings derived from it.
+    /// Makes `catalog` this shard's copy, with the settings derived from it:
+    /// the dynamic broker configs and the topic defaults they give, each
+    /// topic's min.insync.replicas and whether it is compacted.
     fn adopt_catalog(&self, catalog: Arc<Catalog>) {
-        let defaults = &self.config.topic_defaults;
-        let min_insync = catalog
-            .topics
-            .values()
-            .map(|meta| {
-                let topic = topic_config_from_overrides(defaults, &meta.configs)
-                    .unwrap_or_else(|_| defaults.clone());
-                (meta.name.clone(), topic.min_insync_replicas)
-            })
-            .collect();
+        let dynamic = catalog.dynamic_broker_configs(self.config.node_id);
+        let defaults = self.config.effective_topic_defaults(&dynamic);
+        let mut min_insync = HashMap::new();
+        let mut compacted = HashSet::new();
+        for meta in catalog.topics.values() {
+            let topic = topic_config_from_overrides(&defaults, &meta.configs)
+                .unwrap_or_else(|_| defaults.clone());
+            min_insync.insert(meta.name.clone(), topic.min_insync_replicas);
+            if topic.is_compacted() {
+                compacted.insert(meta.name.clone());
+            }
+        }
+        self.flush_interval_ms
+            .set(self.config.effective_flush_interval_ms(&dynamic));
         *self.min_insync_replicas.borrow_mut() = min_insync;
+        *self.compacted.borrow_mut() = compacted;
+        *self.topic_defaults.borrow_mut() = Arc::new(defaults);
+        *self.dynamic_configs.borrow_mut() = Arc::new(dynamic);
         *self.catalog.borrow_mut() = catalog;
     }
 
@@ -241,18 +268,41 @@ impl Shard {
             .borrow()
             .get(topic)
             .copied()
-            .unwrap_or(self.config.topic_defaults.min_insync_replicas)
+            .unwrap_or_else(|| self.topic_defaults.borrow().min_insync_replicas)
+    }
+
+    /// True when the topic's cleanup.policy includes compact, so every
+    /// record needs a key.
+    pub fn is_compacted(&self, topic: &str) -> bool {
+        self.compacted.borrow().contains(topic)
+    }
+
+    /// Topic defaults: static configuration plus dynamic broker configs.
+    pub fn topic_defaults(&self) -> Arc<TopicConfig> {
+        self.topic_defaults.borrow().clone()
+    }
+
+    /// The dynamic broker configs that apply to this broker.
+    pub fn dynamic_configs(&self) -> Arc<DynamicBrokerConfigs> {
+        self.dynamic_configs.borrow().clone()
+    }
+
+    /// The broker-wide periodic sync interval (log.flush.interval.ms), if
+    /// any, after dynamic changes.
+    pub fn flush_interval_ms(&self) -> Option<u64> {
+        self.flush_interval_ms.get()
     }
 
     fn topic_log_config(&self, meta: &TopicMeta) -> LogConfig {
-        match topic_config_from_overrides(&self.config.topic_defaults, &meta.configs) {
+        let defaults = self.topic_defaults();
+        match topic_config_from_overrides(&defaults, &meta.configs) {
             Ok(topic) => log_config(&topic, self.config.log_write_mode),
             Err(e) => {
                 log::warn!(
                     "topic {}: bad stored config ({e}); using defaults",
                     meta.name
                 );
-                log_config(&self.config.topic_defaults, self.config.log_write_mode)
+                log_config(&defaults, self.config.log_write_mode)
             }
         }
     }
@@ -289,6 +339,9 @@ impl Shard {
     /// Returns why partitions could not be opened, if they could not
     /// (they are retried with the next catalog change).
     pub async fn apply_catalog(&self, catalog: Arc<Catalog>) -> Option<String> {
+        // Adopted first: partitions opened or reconfigured below use the
+        // topic defaults derived from this catalog.
+        self.adopt_catalog(catalog.clone());
         let failure = self.open_owned_partitions(&catalog).err().map(|e| {
             log::error!("{}: opening partitions failed: {e}", self.id);
             format!("{}: opening partition files failed: {e}", self.id)
@@ -308,7 +361,6 @@ impl Shard {
                 .collect();
             gone.iter().filter_map(|k| partitions.remove(k)).collect()
         };
-        self.adopt_catalog(catalog);
         for partition in removed {
             partition.deleted.set(true);
             partition.notify();
@@ -348,6 +400,12 @@ impl Shard {
             }
             ShardRequest::ListOffsets(parts) => {
                 ShardResponse::ListOffsets(self.list_offsets_local(&parts).await)
+            }
+            ShardRequest::PartitionSizes(parts) => {
+                ShardResponse::PartitionSizes(self.partition_sizes_local(&parts))
+            }
+            ShardRequest::Producers(parts) => {
+                ShardResponse::Producers(self.producers_local(&parts))
             }
             ShardRequest::Admin(admin) => ShardResponse::Admin(self.admin_local(admin).await),
             ShardRequest::ApplyCatalog(catalog) => {
@@ -496,6 +554,7 @@ impl Shard {
                         base_offset: appended.base_offset,
                         log_append_time_ms: appended.log_append_time_ms,
                         log_start_offset,
+                        record_errors: Vec::new(),
                     });
                     waits.push((i, partition, appended.last_offset));
                 }
@@ -693,11 +752,13 @@ impl Shard {
             results.push(match part.timestamp {
                 -1 => answer(ErrorCode::None, (partition.high_watermark(), -1)),
                 -2 | -4 => answer(ErrorCode::None, (log.log_start_offset(), -1)),
-                -3 => answer(
-                    ErrorCode::None,
-                    log.max_timestamp_offset()
-                        .map_or((-1, -1), |(ts, o)| (o, ts)),
-                ),
+                -3 => match log.plan_max_timestamp_lookup() {
+                    Some(lookup) => {
+                        lookups.push((i, lookup));
+                        answer(ErrorCode::None, (-1, -1))
+                    }
+                    None => answer(ErrorCode::None, (-1, -1)),
+                },
                 ts if ts >= 0 => {
                     lookups.push((i, log.plan_timestamp_lookup(ts)));
                     answer(ErrorCode::None, (-1, -1))
@@ -717,6 +778,72 @@ impl Shard {
             };
         }
         results
+    }
+
+    /// Bytes on disk of partitions on any shard (None for a partition no
+    /// shard holds open).
+    pub async fn partition_sizes(self: &Rc<Self>, parts: Vec<PartitionKey>) -> Vec<Option<u64>> {
+        let this = self.clone();
+        self.scatter(
+            parts,
+            |p| (p.0.as_str(), p.1),
+            ShardRequest::PartitionSizes,
+            |r| match r {
+                ShardResponse::PartitionSizes(v) => Some(v),
+                _ => None,
+            },
+            async move |parts| this.partition_sizes_local(&parts),
+            None,
+        )
+        .await
+    }
+
+    /// Bytes on disk of local partitions.
+    pub fn partition_sizes_local(&self, parts: &[PartitionKey]) -> Vec<Option<u64>> {
+        parts
+            .iter()
+            .map(|(topic, p)| {
+                self.partition(topic, *p)
+                    .map(|partition| partition.log.borrow().size_bytes())
+            })
+            .collect()
+    }
+
+    /// Idempotent-producer state of partitions on any shard.
+    pub async fn producers(self: &Rc<Self>, parts: Vec<PartitionKey>) -> Vec<ProducersResult> {
+        let this = self.clone();
+        self.scatter(
+            parts,
+            |p| (p.0.as_str(), p.1),
+            ShardRequest::Producers,
+            |r| match r {
+                ShardResponse::Producers(v) => Some(v),
+                _ => None,
+            },
+            async move |parts| this.producers_local(&parts),
+            ProducersResult {
+                error_code: ErrorCode::NotLeaderOrFollower.code(),
+                producers: Vec::new(),
+            },
+        )
+        .await
+    }
+
+    /// Idempotent-producer state of local partitions.
+    pub fn producers_local(&self, parts: &[PartitionKey]) -> Vec<ProducersResult> {
+        parts
+            .iter()
+            .map(|(topic, p)| match self.partition(topic, *p) {
+                Some(partition) => ProducersResult {
+                    error_code: 0,
+                    producers: partition.log.borrow().producers().active(),
+                },
+                None => ProducersResult {
+                    error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                    producers: Vec::new(),
+                },
+            })
+            .collect()
     }
 
     /// Runs a metadata change on shard 0 (directly if this is shard 0).
@@ -924,6 +1051,7 @@ fn produce_error(code: ErrorCode, message: &str) -> ProduceResult {
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
     }
 }
 

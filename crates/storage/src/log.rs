@@ -919,12 +919,41 @@ impl PartitionLog {
         self.plan_timestamp_lookup(timestamp_ms).run_blocking()
     }
 
-    /// The offset and timestamp of the newest-timestamped batch (ListOffsets -3).
-    pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
+    /// A lookup for the first record carrying the largest timestamp of the
+    /// log (ListOffsets -3, KIP-734): the time index gives the maximum, and
+    /// the first record at or after it is that record. `None` for an empty
+    /// log. Performed like any lookup by time, off the shard thread.
+    pub fn plan_max_timestamp_lookup(&self) -> Option<TimestampLookup> {
+        let max = self
+            .segments
+            .iter()
+            .filter_map(|s| s.time_index.max_timestamp())
+            .map(|(ts, _)| ts)
+            .max()?;
+        Some(self.plan_timestamp_lookup(max))
+    }
+
+    /// The time indexes' newest entry: (largest batch max timestamp, that
+    /// batch's last offset).
+    pub fn max_timestamp_entry(&self) -> Option<(i64, i64)> {
         self.segments
             .iter()
             .filter_map(|s| s.time_index.max_timestamp())
             .max_by_key(|(ts, _)| *ts)
+    }
+
+    /// [`PartitionLog::plan_max_timestamp_lookup`] performed with blocking
+    /// reads on the calling thread: (timestamp, offset).
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+        match self.plan_max_timestamp_lookup() {
+            Some(plan) => Ok(plan.run_blocking()?.map(|(offset, ts)| (ts, offset))),
+            None => Ok(None),
+        }
+    }
+
+    /// The idempotent producers' state (read-only, DescribeProducers).
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
     }
 
     /// Removes segments past retention (never the active one, never one
@@ -1692,7 +1721,7 @@ mod tests {
                 Some((9, 1041))
             );
             assert_eq!(log.offset_for_timestamp(5000).expect("lookup"), None);
-            assert_eq!(log.max_timestamp_offset(), Some((1091, 19)));
+            assert_eq!(log.max_timestamp_offset().expect("read"), Some((1091, 19)));
             // Sealed segments hold exactly their data (no padding or
             // preallocated space), whatever the write mode.
             for segment in log.segments.iter().take(log.segment_count() - 1) {

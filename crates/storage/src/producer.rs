@@ -159,6 +159,22 @@ impl ProducerStates {
         }
     }
 
+    /// Every tracked producer, read-only, ordered by producer id:
+    /// (producer id, epoch, last sequence or -1, offset of its last record).
+    /// DescribeProducers reports these.
+    pub fn active(&self) -> Vec<(i64, i16, i32, i64)> {
+        let mut all: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(id, e)| {
+                let last_sequence = e.batches.back().map_or(-1, |b| b.last_sequence);
+                (*id, e.epoch, last_sequence, e.last_offset)
+            })
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
     /// Forgets batches at or beyond `offset` (the log was truncated there).
     pub fn truncate_to(&mut self, offset: i64) {
         for entry in self.entries.values_mut() {
@@ -251,6 +267,8 @@ mod tests {
         );
         assert!(matches!(s.check(1, 0, 9, 9), SequenceCheck::Duplicate(_)));
         assert_eq!(next_sequence(i32::MAX), 0);
+        s.record(0, 2, batch(0, 0, 20));
+        assert_eq!(s.active(), vec![(0, 2, 0, 20), (1, 0, 9, 9)]);
     }
 
     #[test]

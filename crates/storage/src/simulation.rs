@@ -428,7 +428,7 @@ fn verify(
     // The indexes describe the data: the time index's newest entry, and
     // every segment's newest timestamp.
     assert_eq!(
-        log.max_timestamp_offset(),
+        log.max_timestamp_entry(),
         max_timestamp,
         "{context}: time index"
     );

@@ -1,8 +1,15 @@
-//! ApiVersions: advertises exactly the registry's version ranges.
+//! ApiVersions: advertises exactly the registry's version ranges and, from
+//! v3, the feature flags (KIP-584) that Admin.describeFeatures reads:
+//! supported and finalized features and the finalized-features epoch.
 
 use bytes::{BufMut, BytesMut};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::ApiVersionsResponse;
+
+use super::str_bytes;
+use crate::shard::Shard;
 
 use crate::dispatch::{Context, DispatchError, Response, SUPPORTED_APIS};
 use ringbroker_protocol::errors::ErrorCode;
@@ -20,9 +27,35 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
+/// Kafka's `metadata.version` feature name.
+const METADATA_VERSION: &str = "metadata.version";
+/// The metadata.version level ringbroker supports and finalizes: 7
+/// (3.3-IV3), the lowest level Kafka 4.x runs at. The later levels gate
+/// inter-broker and controller changes ringbroker does not implement. No
+/// other feature (kraft.version, transaction.version, group.version, ...)
+/// goes above level 0, so none is listed, as Kafka lists none at 0.
+const METADATA_VERSION_LEVEL: i16 = 7;
+
 /// Answers a supported ApiVersions request.
-pub fn handle(ctx: &Context) -> Result<Response, DispatchError> {
-    ctx.respond(&ApiVersionsResponse::default().with_api_keys(api_keys()))
+pub fn handle(shard: &Shard, ctx: &Context) -> Result<Response, DispatchError> {
+    let supported = SupportedFeatureKey::default()
+        .with_name(str_bytes(METADATA_VERSION))
+        .with_min_version(METADATA_VERSION_LEVEL)
+        .with_max_version(METADATA_VERSION_LEVEL);
+    let finalized = FinalizedFeatureKey::default()
+        .with_name(str_bytes(METADATA_VERSION))
+        .with_min_version_level(METADATA_VERSION_LEVEL)
+        .with_max_version_level(METADATA_VERSION_LEVEL);
+    // Kafka's epoch is the offset of the metadata image the features come
+    // from; the catalog version is ringbroker's counterpart.
+    let epoch = i64::try_from(shard.catalog().version).unwrap_or(i64::MAX);
+    ctx.respond(
+        &ApiVersionsResponse::default()
+            .with_api_keys(api_keys())
+            .with_supported_features(vec![supported])
+            .with_finalized_features_epoch(epoch)
+            .with_finalized_features(vec![finalized]),
+    )
 }
 
 /// The answer to an ApiVersions request of a version newer than ours: a v0

@@ -11,24 +11,20 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{str_bytes, topic_name};
-use crate::config::{topic_config_from_overrides, TopicConfig};
+use crate::config::{BrokerLayers, TopicConfig};
+use crate::config_resources::check_topic_configs;
 use crate::dispatch::{Context, DispatchError, Response};
 use crate::messages::{AdminRequest, AdminResult, NewTopic};
 use crate::shard::Shard;
 use ringbroker_protocol::errors::ErrorCode;
 
 /// Checks topic config overrides against the broker defaults: every key must
-/// be a known topic config and every value valid.
+/// be a Kafka 4.x topic config and every value valid.
 pub fn validate_topic_configs(
     shard: &Shard,
     overrides: &BTreeMap<String, String>,
 ) -> Result<(), String> {
-    if let Some(unknown) = overrides.keys().find(|k| !TopicConfig::is_known_key(k)) {
-        return Err(format!("Unknown topic config name: {unknown}"));
-    }
-    topic_config_from_overrides(&shard.config.topic_defaults, overrides)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    check_topic_configs(&shard.topic_defaults(), overrides)
 }
 
 fn failure(code: ErrorCode, message: String) -> AdminResult {
@@ -144,7 +140,12 @@ pub async fn handle(
             .await
     }
     .into_iter();
-    let defaults = &shard.config.topic_defaults;
+    let defaults = shard.topic_defaults();
+    let dynamic = shard.dynamic_configs();
+    let layers = BrokerLayers {
+        dynamic: &dynamic,
+        explicit: &shard.config.explicit,
+    };
     let topics = request
         .topics
         .iter()
@@ -169,18 +170,17 @@ pub async fn handle(
                         meta.partition(0).map_or(-1, |p| p.replicas.len() as i16),
                     );
                 if ctx.version >= 5 {
-                    let configs =
-                        TopicConfig::describe(defaults, &meta.configs, &shard.config.explicit)
-                            .into_iter()
-                            .map(|c| {
-                                CreatableTopicConfigs::default()
-                                    .with_name(str_bytes(&c.name))
-                                    .with_value(c.value.as_deref().map(str_bytes))
-                                    .with_read_only(c.read_only)
-                                    .with_config_source(c.source.code())
-                                    .with_is_sensitive(c.sensitive)
-                            })
-                            .collect();
+                    let configs = TopicConfig::describe(&defaults, &meta.configs, &layers)
+                        .into_iter()
+                        .map(|c| {
+                            CreatableTopicConfigs::default()
+                                .with_name(str_bytes(&c.name))
+                                .with_value(c.value.as_deref().map(str_bytes))
+                                .with_read_only(c.read_only)
+                                .with_config_source(c.source.code())
+                                .with_is_sensitive(c.sensitive)
+                        })
+                        .collect();
                     entry = entry.with_configs(Some(configs));
                 }
             }

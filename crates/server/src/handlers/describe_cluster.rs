@@ -1,5 +1,5 @@
 //! DescribeCluster: the registered brokers and the controller, from the
-//! catalog.
+//! catalog, and the cluster's authorized operations when asked for.
 
 use std::rc::Rc;
 
@@ -8,6 +8,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::str_bytes;
+use crate::acl::{authorized_operations_if, ResourceType};
 use crate::dispatch::{Context, DispatchError, Response};
 use crate::shard::Shard;
 
@@ -36,6 +37,9 @@ pub fn handle(
         .with_cluster_id(str_bytes(&catalog.cluster_id))
         .with_controller_id(BrokerId(catalog.controller_id))
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(i32::MIN);
+        .with_cluster_authorized_operations(authorized_operations_if(
+            request.include_cluster_authorized_operations,
+            ResourceType::Cluster,
+        ));
     ctx.respond(&response)
 }

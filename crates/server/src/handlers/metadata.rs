@@ -1,5 +1,6 @@
 //! Metadata: brokers, topics and partitions, creating requested topics on
-//! first use when auto.create.topics.enable is set.
+//! first use when auto.create.topics.enable is set; authorized operations
+//! (KIP-430) of topics and the cluster when asked for.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -11,6 +12,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{str_bytes, topic_name};
+use crate::acl::{authorized_operations_if, ResourceType};
 use crate::catalog::{validate_topic_name, Catalog, TopicMeta};
 use crate::dispatch::{Context, DispatchError, Response};
 use crate::messages::{AdminRequest, NewTopic};
@@ -111,7 +113,11 @@ pub async fn handle(
         Some(t) if t.is_empty() && ctx.version == 0 => None,
         Some(t) => Some(t.clone()),
     };
-    let topics = match wanted {
+    let topic_operations = authorized_operations_if(
+        request.include_topic_authorized_operations,
+        ResourceType::Topic,
+    );
+    let topics: Vec<MetadataResponseTopic> = match wanted {
         None => catalog
             .topics
             .values()
@@ -162,11 +168,18 @@ pub async fn handle(
                 .with_rack(b.rack.as_deref().map(str_bytes))
         })
         .collect();
+    let topics = topics
+        .into_iter()
+        .map(|t| t.with_topic_authorized_operations(topic_operations))
+        .collect();
     let response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(&catalog.cluster_id)))
         .with_controller_id(BrokerId(catalog.controller_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(i32::MIN);
+        .with_cluster_authorized_operations(authorized_operations_if(
+            request.include_cluster_authorized_operations,
+            ResourceType::Cluster,
+        ));
     ctx.respond(&response)
 }

@@ -1,12 +1,15 @@
 //! One module per Kafka API. Each handler decodes its request, answers
 //! guard clauses with error codes, makes one call into the shard, encodes.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod fetch;
 pub mod groups;
 pub mod incremental_alter_configs;

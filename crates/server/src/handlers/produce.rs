@@ -1,16 +1,22 @@
 //! Produce: validate each partition's batches, append on the owner shard,
 //! wait for the acks level (acks=all: fdatasync), answer per partition.
+//! Batches for compacted topics are also walked for records without a key,
+//! which Kafka refuses with INVALID_RECORD and per-record errors (KIP-467);
+//! no other batch is looked into.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, topic_name};
 use crate::dispatch::{Context, DispatchError, Response};
 use crate::messages::{ProducePart, ProduceResult};
 use crate::shard::Shard;
+use ringbroker_protocol::batch;
 use ringbroker_protocol::errors::ErrorCode;
 use ringbroker_protocol::limits::PRODUCE_TIMEOUT_MS_MAX;
 
@@ -58,15 +64,23 @@ pub async fn handle(
             } else {
                 None
             };
-            match error {
-                Some(code) => row.push(Some(failed(code))),
+            let records = data.records.clone().unwrap_or_default();
+            let refused = match error {
+                Some(code) => Some(failed(code)),
+                None if shard.is_compacted(name) => {
+                    keyless_records_error(name, data.index, &records)
+                }
+                None => None,
+            };
+            match refused {
+                Some(result) => row.push(Some(result)),
                 None => {
                     row.push(None);
                     positions.push((t, p));
                     parts.push(ProducePart {
                         topic: name.to_string(),
                         partition: data.index,
-                        records: data.records.clone().unwrap_or_default(),
+                        records,
                     });
                 }
             }
@@ -100,6 +114,16 @@ pub async fn handle(
                         .with_base_offset(r.base_offset)
                         .with_log_append_time_ms(r.log_append_time_ms)
                         .with_log_start_offset(r.log_start_offset)
+                        .with_record_errors(
+                            r.record_errors
+                                .iter()
+                                .map(|(index, message)| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(*index)
+                                        .with_batch_index_error_message(Some(str_bytes(message)))
+                                })
+                                .collect(),
+                        )
                         .with_error_message(r.error_message.as_deref().map(str_bytes))
                 })
                 .collect();
@@ -118,5 +142,45 @@ fn failed(code: ErrorCode) -> ProduceResult {
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
     }
+}
+
+/// Kafka's answer when a compacted topic gets records without a key:
+/// INVALID_RECORD, one record error per keyless record of the first batch
+/// holding any, and Kafka's summary message; nothing of the request is
+/// appended. None when every record has a key, or when a batch is
+/// malformed (the append answers that with CORRUPT_MESSAGE).
+fn keyless_records_error(topic: &str, partition: i32, records: &Bytes) -> Option<ProduceResult> {
+    for item in batch::batches(records) {
+        let (_, range) = item.ok()?;
+        let keyless = match batch::keyless_records(&records[range]) {
+            Ok(keyless) => keyless,
+            Err(e) => {
+                let mut result = failed(ErrorCode::CorruptMessage);
+                result.error_message = Some(format!("corrupt record batch: {e}"));
+                return Some(result);
+            }
+        };
+        if keyless.is_empty() {
+            continue;
+        }
+        let message = format!(
+            "Compacted topic cannot accept message without key in topic partition {topic}-{partition}"
+        );
+        let shown: Vec<String> = keyless
+            .iter()
+            .take(3)
+            .map(|i| format!("RecordError(batchIndex={i}, message='{message}')"))
+            .collect();
+        let mut result = failed(ErrorCode::InvalidRecord);
+        result.error_message = Some(format!(
+            "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+            keyless.len(),
+            shown.join(", ")
+        ));
+        result.record_errors = keyless.into_iter().map(|i| (i, message.clone())).collect();
+        return Some(result);
+    }
+    None
 }
