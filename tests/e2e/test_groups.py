@@ -219,7 +219,11 @@ def test_kafka_python_group(gbroker, strategy):
     produce(gbroker, topic, 200, 4)
     consumers = [KafkaConsumer(topic, bootstrap_servers=gbroker.bootstrap, group_id=f"g-kp-{strategy}",
                                auto_offset_reset="earliest", partition_assignment_strategy=[assignor],
-                               session_timeout_ms=10000, heartbeat_interval_ms=1000) for _ in range(2)]
+                               session_timeout_ms=10000, heartbeat_interval_ms=1000,
+                               # A leader that assigned before it saw the new
+                               # topic's partitions notices within a second
+                               # and rebalances again (a loaded machine).
+                               metadata_max_age_ms=1000) for _ in range(2)]
     values = []
     assignments = [set(), set()]
     deadline = time.monotonic() + 60
@@ -230,7 +234,9 @@ def test_kafka_python_group(gbroker, strategy):
                 values.extend(int(r.value) for r in records)
         assignments = [set(tp.partition for tp in c.assignment()) for c in consumers]
     for c in consumers:
-        c.commit()
+        # close() commits what was consumed; a commit refused because the
+        # group is rebalancing again (it may, on a loaded machine) is logged
+        # by the client, not raised, and nothing below depends on it.
         c.close()
     # Members may re-read what the other had not committed before the rebalance.
     assert set(values) == set(range(200))

@@ -5,6 +5,9 @@
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// Largest protocol metadata a member may send in JoinGroup.
 pub const PROTOCOL_METADATA_MAX_BYTES: usize = 1024 * 1024;
+/// Protocols one JoinGroup may list (clients list one to three; the
+/// bound keeps protocol selection cheap).
+pub const PROTOCOLS_PER_MEMBER_MAX: usize = 64;
 /// Members one group may have (Kafka's group.max.size, which is unbounded
 /// by default there).
 pub const GROUP_MEMBERS_MAX: usize = 10_000;

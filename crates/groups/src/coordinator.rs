@@ -219,6 +219,7 @@ impl Coordinator {
             }
             if r.protocol_type.is_empty()
                 || r.protocols.is_empty()
+                || r.protocols.len() > crate::config::PROTOCOLS_PER_MEMBER_MAX
                 || r.protocols
                     .iter()
                     .any(|p| p.metadata.len() > c.protocol_metadata_max_bytes)

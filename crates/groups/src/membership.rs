@@ -1506,6 +1506,14 @@ mod tests {
         }];
         let j = h.send(Request::Join(r.clone()));
         assert_eq!(h.join_reply(j).error, ErrorCode::InconsistentGroupProtocol);
+        r.protocols = (0..=crate::config::PROTOCOLS_PER_MEMBER_MAX)
+            .map(|n| Protocol {
+                name: format!("p{n}"),
+                metadata: Bytes::new(),
+            })
+            .collect();
+        let j = h.send(Request::Join(r.clone()));
+        assert_eq!(h.join_reply(j).error, ErrorCode::InconsistentGroupProtocol);
         r.protocols = protocols(&["range"]);
         r.protocol_type = String::new();
         let j = h.send(Request::Join(r));
