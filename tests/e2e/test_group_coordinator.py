@@ -7,11 +7,13 @@ import gc
 import struct
 import time
 
-from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, KafkaError
+from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, ConsumerGroupType,
+                             KafkaError, TopicPartition)
 from confluent_kafka.admin import AdminClient
 
 from conftest import wait_until
-from kafka_wire import Reader, connect, read_response, request, string
+from kafka_wire import Reader, connect, crc32c, read_response, request, string
+from test_group_errors import Raw
 from test_groups import FAST, GroupConsumer, create, gbroker  # noqa: F401 (fixture)
 
 SESSION_S = 6
@@ -179,3 +181,61 @@ def test_api_versions_advertises_list_groups_v5(broker):
         key, low, high = r.take(">hhh")
         ranges[key] = (low, high)
     assert ranges[16] == (0, 5), "ListGroups"
+
+
+def offsets_partition(group, partitions=50):
+    """Kafka's placement: Java's String.hashCode, masked, modulo partitions."""
+    h = 0
+    for ch in group:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def unreadable_batch(base_offset):
+    """A batch with a valid CRC that claims gzip but holds no gzip data:
+    recovery keeps it (the CRC is fine), replay cannot decode it."""
+    payload = b"this is not gzip data"
+    ts = int(time.time() * 1000)
+    after_crc = struct.pack(">hiqqqhii", 1, 0, ts, ts, -1, -1, -1, 1) + payload
+    return struct.pack(">qiibI", base_offset, 4 + 1 + 4 + len(after_crc), -1, 2, crc32c(after_crc)) + after_crc
+
+
+def next_offset(segment):
+    data = segment.read_bytes()
+    pos, offset = 0, 0
+    while pos + 61 <= len(data):
+        base, length = struct.unpack_from(">qi", data, pos)
+        last_delta = struct.unpack_from(">i", data, pos + 23)[0]
+        offset = base + last_delta + 1
+        pos += 12 + length
+    return offset
+
+
+def test_unreadable_offsets_partition_fails_only_its_groups(broker_factory):
+    """A read error while replaying __consumer_offsets at start is logged and
+    makes that partition's groups unavailable (COORDINATOR_NOT_AVAILABLE),
+    while the groups of other partitions are served."""
+    broken, fine = "g-unreadable", "g-readable"
+    assert offsets_partition(broken) != offsets_partition(fine)
+    broker = broker_factory(extra_args=FAST)
+    create(broker, "loadfail", 1)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for group in (broken, fine):
+        req = ConsumerGroupTopicPartitions(group, [TopicPartition("loadfail", 0, 5)])
+        admin.alter_consumer_group_offsets([req])[group].result(30)
+    assert broker.stop() == 0
+    directory = broker.data_dir / f"__consumer_offsets-{offsets_partition(broken)}"
+    segment = sorted(directory.glob("*.log"))[-1]
+    with open(segment, "ab") as f:
+        f.write(unreadable_batch(next_offset(segment)))
+    broker.start()
+    assert "cannot be loaded" in broker.log()
+    raw = Raw(broker)
+    assert raw.heartbeat(broken, 1, "m") == 15     # COORDINATOR_NOT_AVAILABLE
+    assert raw.heartbeat(fine, 1, "m") == 25       # UNKNOWN_MEMBER_ID: served
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": fine})
+    try:
+        committed = c.committed([TopicPartition("loadfail", 0)], timeout=10)
+        assert committed[0].offset == 5
+    finally:
+        c.close()

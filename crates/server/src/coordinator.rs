@@ -193,10 +193,8 @@ impl GroupCoordinator {
             self.step(shard, Event::LoadStarted { partition });
             match self.replay(shard, &p, partition) {
                 Ok(()) => self.step(shard, Event::LoadCompleted { partition }),
-                Err(reason) => {
-                    log::error!("{}: {OFFSETS_TOPIC}-{}: {reason}", shard.id, p.index);
-                    self.step(shard, Event::LoadFailed { partition, reason });
-                }
+                // Logged by the state machine, with the reason.
+                Err(reason) => self.step(shard, Event::LoadFailed { partition, reason }),
             }
         }
     }
