@@ -157,18 +157,28 @@ pub(crate) enum OnDurable {
 /// See [`OnDurable::StaticRejoin`].
 #[derive(Clone, Debug)]
 pub(crate) struct StaticRejoin {
+    /// Group id.
     pub group: String,
+    /// The JoinGroup to answer.
     pub request: RequestId,
+    /// The generation the rejoin happened in.
     pub generation: i32,
+    /// The static instance id.
     pub instance_id: String,
+    /// The member id replaced (restored if the record fails).
     pub old_member_id: String,
+    /// The member id given.
     pub new_member_id: String,
+    /// What the member had before the rejoin, restored if it fails.
     pub old_protocols: Vec<Protocol>,
+    /// See `old_protocols`.
     pub old_rebalance_timeout_ms: i32,
+    /// See `old_protocols`.
     pub old_session_timeout_ms: i32,
     /// The leader before the rejoin, which the answer names when the
     /// client cannot be told to skip the assignment.
     pub leader_before: String,
+    /// JoinGroup v9: the answer may tell a leader to skip assigning.
     pub supports_skip_assignment: bool,
 }
 
@@ -176,8 +186,11 @@ pub(crate) struct StaticRejoin {
 /// one [`Effect::Append`].
 #[derive(Debug)]
 pub(crate) struct AppendDraft {
+    /// Where.
     pub partition: OffsetsPartition,
+    /// The records, in order.
     pub records: Vec<(Bytes, Option<Bytes>)>,
+    /// What the records stand for, applied in order once durable.
     pub on_durable: Vec<OnDurable>,
     /// Answers to send once the append is durable (or their failed form).
     pub replies: Vec<(RequestId, Reply)>,
@@ -186,7 +199,9 @@ pub(crate) struct AppendDraft {
 /// What one transition produced so far.
 #[derive(Debug, Default)]
 pub(crate) struct Output {
+    /// Answers to send now.
     pub replies: Vec<(RequestId, Reply)>,
+    /// Appends to ask for, at most one per partition.
     pub drafts: Vec<AppendDraft>,
 }
 
@@ -277,10 +292,15 @@ impl MemberIds {
 
 /// Everything a transition may touch besides the group itself.
 pub(crate) struct Ctx<'a> {
+    /// The event's time.
     pub now_ms: i64,
+    /// Settings.
     pub config: &'a CoordinatorConfig,
+    /// Deadlines.
     pub timers: &'a mut Timers,
+    /// Member id generator.
     pub ids: &'a mut MemberIds,
+    /// What the transition produces.
     pub out: &'a mut Output,
 }
 
