@@ -219,6 +219,16 @@ def test_authorized_operations_without_authorizer(broker, java):
     assert sorted(op.name for op in topic.authorized_operations) == [
         "ALTER", "ALTER_CONFIGS", "CREATE", "DELETE", "DESCRIBE", "DESCRIBE_CONFIGS", "READ", "WRITE"]
     assert not a.describe_cluster().result(30).authorized_operations
+    # DescribeGroups (v3+) too, for a group that exists (it committed).
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "ops-group",
+                  "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition("ops", 0, 0)], asynchronous=False)
+    finally:
+        c.close()
+    group = a.describe_consumer_groups(["ops-group"], include_authorized_operations=True)["ops-group"].result(30)
+    assert sorted(op.name for op in group.authorized_operations) == [
+        "ALTER_CONFIGS", "DELETE", "DESCRIBE", "DESCRIBE_CONFIGS", "READ"]
     lines = admin_check(java, broker, "cluster-ops", "ops")
     assert lines == ["CLUSTER ALTER,ALTER_CONFIGS,CLUSTER_ACTION,CREATE,DESCRIBE,DESCRIBE_CONFIGS,IDEMPOTENT_WRITE",
                      "TOPIC ALTER,ALTER_CONFIGS,CREATE,DELETE,DESCRIBE,DESCRIBE_CONFIGS,READ,WRITE"], lines

@@ -1175,6 +1175,12 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// offsets.retention.minutes.
     pub offsets_retention_minutes: u64,
+    /// offsets.retention.check.interval.ms.
+    pub offsets_retention_check_interval_ms: u64,
+    /// group.min.session.timeout.ms.
+    pub group_min_session_timeout_ms: i32,
+    /// group.max.session.timeout.ms.
+    pub group_max_session_timeout_ms: i32,
     /// ringbroker.spin.before.park.us: an idle shard spins this long before
     /// parking its thread (lower cross-shard latency for some CPU).
     pub spin_before_park_us: u64,
@@ -1215,6 +1221,9 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
             spin_before_park_us: 0,
             log_write_mode: WriteMode::Buffered,
             log_sync_filesystem: false,
@@ -1243,8 +1252,6 @@ const NO_EFFECT_KEYS: &[&str] = &[
     "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
-    "group.min.session.timeout.ms",
-    "group.max.session.timeout.ms",
     "queued.max.requests",
     "num.replica.fetchers",
     "replica.lag.time.max.ms",
@@ -1388,6 +1395,18 @@ impl Builder {
             "offsets.retention.minutes" => {
                 c.offsets_retention_minutes = parse_u64_range(key, value, 1, i64::MAX as u64)?
             }
+            "offsets.retention.check.interval.ms" => {
+                c.offsets_retention_check_interval_ms =
+                    parse_u64_range(key, value, 1, i64::MAX as u64)?
+            }
+            "group.min.session.timeout.ms" => {
+                c.group_min_session_timeout_ms =
+                    parse_u64_range(key, value, 1, i32::MAX as u64)? as i32
+            }
+            "group.max.session.timeout.ms" => {
+                c.group_max_session_timeout_ms =
+                    parse_u64_range(key, value, 1, i32::MAX as u64)? as i32
+            }
             "ringbroker.spin.before.park.us" => {
                 c.spin_before_park_us = parse_u64_range(key, value, 0, 10_000)?
             }
@@ -1451,6 +1470,16 @@ impl Builder {
     }
 
     fn finish(mut self) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        if self.config.group_min_session_timeout_ms > self.config.group_max_session_timeout_ms {
+            return Err(invalid(
+                "group.min.session.timeout.ms",
+                &self.config.group_min_session_timeout_ms.to_string(),
+                format!(
+                    "must not exceed group.max.session.timeout.ms ({})",
+                    self.config.group_max_session_timeout_ms
+                ),
+            ));
+        }
         if let Some((unit, key, value)) = self.retention_ms.take() {
             let ms = scaled(unit, &key, &value)?;
             self.config
@@ -1741,6 +1770,21 @@ impl BrokerConfig {
                 ConfigType::Int,
             ),
             (
+                "offsets.retention.check.interval.ms",
+                self.offsets_retention_check_interval_ms.to_string(),
+                ConfigType::Long,
+            ),
+            (
+                "group.min.session.timeout.ms",
+                self.group_min_session_timeout_ms.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "group.max.session.timeout.ms",
+                self.group_max_session_timeout_ms.to_string(),
+                ConfigType::Int,
+            ),
+            (
                 "ringbroker.spin.before.park.us",
                 self.spin_before_park_us.to_string(),
                 ConfigType::Long,
@@ -2010,6 +2054,37 @@ mod tests {
         assert!(w
             .iter()
             .any(|w| w.contains("zookeeper.connect") && w.contains("no effect")));
+    }
+
+    #[test]
+    fn group_session_bounds_and_retention_check() {
+        let (c, w) = run(&[
+            "--override",
+            "group.min.session.timeout.ms=1000",
+            "--override",
+            "group.max.session.timeout.ms=60000",
+            "--override",
+            "offsets.retention.check.interval.ms=5000",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.group_min_session_timeout_ms,
+                c.group_max_session_timeout_ms,
+                c.offsets_retention_check_interval_ms
+            ),
+            (1000, 60_000, 5000)
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let e = run(&[
+            "--override",
+            "group.min.session.timeout.ms=9000",
+            "--override",
+            "group.max.session.timeout.ms=8000",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("group.max.session.timeout.ms"), "{e}");
     }
 
     #[test]

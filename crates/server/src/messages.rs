@@ -205,7 +205,7 @@ pub enum ShardRequest {
     /// Adopt a new catalog: open or remove partitions this shard owns.
     ApplyCatalog(Arc<Catalog>),
     /// A group API call for a group this shard coordinates.
-    Group(crate::coordinator::GroupCall),
+    Group(ringbroker_groups::Request),
 }
 
 /// Answers to [`ShardRequest`]s, variant for variant.
@@ -227,5 +227,5 @@ pub enum ShardResponse {
     /// ApplyCatalog done; why partitions could not be opened, if so.
     Applied(Option<String>),
     /// The coordinator's answer.
-    Group(crate::coordinator::GroupReply),
+    Group(ringbroker_groups::Reply),
 }

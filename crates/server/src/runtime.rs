@@ -613,6 +613,10 @@ async fn shard_main(
     let _ignored = ready.send(Ok(()));
     run_listener(shard.clone(), listener, control.stop.clone()).await;
     shard.begin_stop();
+    // Requests waiting in the coordinator (JoinGroup, SyncGroup) are
+    // answered NOT_COORDINATOR; clients find the coordinator again after
+    // the restart.
+    shard.groups.unload_all(&shard);
 
     // Graceful stop. 1: no new connections, no new requests; requests in
     // flight finish and their answers go out (bounded).

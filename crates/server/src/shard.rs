@@ -19,6 +19,7 @@ use crate::config::{
 };
 use crate::messages::*;
 use crate::storage_error::{append_error_code, read_error_code, storage_error_code};
+use ringbroker_groups::{ListResponse, Reply, Request};
 use ringbroker_protocol::errors::ErrorCode;
 use ringbroker_protocol::limits::SHARD_PENDING_WRITE_BYTES_MAX;
 use ringbroker_storage::flusher::Flusher;
@@ -39,6 +40,46 @@ pub struct ShardStats {
     pub open_connections: Cell<u64>,
     /// Requests being handled now.
     pub inflight: Cell<u64>,
+}
+
+/// Records appended to a local partition, not yet acknowledged.
+pub struct LocalAppend {
+    /// The partition.
+    pub partition: Rc<Partition>,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// The answer once acknowledged.
+    pub result: ProduceResult,
+}
+
+impl LocalAppend {
+    /// Waits until the records reach the acks level (-1: durable; 1:
+    /// written) or `deadline`; the error to answer otherwise.
+    pub async fn wait(&self, acks: i16, deadline: Instant) -> Result<(), ProduceResult> {
+        let last_offset = self.last_offset;
+        let reached = self
+            .partition
+            .wait_until(deadline, |p| {
+                let log = p.log.borrow();
+                if acks == -1 {
+                    log.durable_offset() > last_offset
+                } else {
+                    log.log_end_offset() > last_offset
+                }
+            })
+            .await;
+        if reached {
+            return Ok(());
+        }
+        let log = self.partition.log.borrow();
+        Err(match log.failure() {
+            Some(error) => produce_error(storage_error_code(error), &error.to_string()),
+            None if self.partition.deleted.get() => {
+                produce_error(ErrorCode::UnknownTopicOrPartition, "topic deleted")
+            }
+            None => produce_error(ErrorCode::RequestTimedOut, "timed out waiting for acks"),
+        })
+    }
 }
 
 /// The state of one shard. Lives on its own thread only.
@@ -80,7 +121,7 @@ pub struct Shard {
     /// Counters.
     pub stats: ShardStats,
     /// The groups this shard coordinates.
-    pub groups: crate::coordinator::Coordinator,
+    pub groups: crate::coordinator::GroupCoordinator,
     /// Set when the shard is shutting down; long polls end early.
     stopping: Cell<bool>,
     /// Fired when `stopping` is set.
@@ -129,6 +170,14 @@ impl Shard {
         };
         let topic_defaults = Arc::new(config.topic_defaults.clone());
         let flush_interval_ms = config.log_flush_interval_ms;
+        let offsets_partitions = catalog
+            .topics
+            .get(crate::coordinator::OFFSETS_TOPIC)
+            .map_or(1, |m| m.partition_count());
+        let groups = crate::coordinator::GroupCoordinator::new(
+            crate::coordinator::coordinator_config(&config, offsets_partitions),
+        )
+        .map_err(std::io::Error::other)?;
         let shard = Rc::new(Shard {
             id,
             count: mesh.shard_count(),
@@ -146,7 +195,7 @@ impl Shard {
             retention_lock: glommio::sync::Semaphore::new(1),
             producer_id_last: Cell::new(0),
             stats: ShardStats::default(),
-            groups: crate::coordinator::Coordinator::default(),
+            groups,
             stopping: Cell::new(false),
             stop_event: event_listener::Event::new(),
         });
@@ -155,37 +204,51 @@ impl Shard {
         Ok(shard)
     }
 
-    /// Runs a group call on the group's coordinator shard.
-    pub async fn group_call(
-        self: &Rc<Self>,
-        group: &str,
-        request: crate::coordinator::GroupCall,
-    ) -> Option<crate::coordinator::GroupReply> {
+    /// Runs a group request on the group's coordinator shard (here, or
+    /// across the mesh).
+    pub async fn group_call(self: &Rc<Self>, group: &str, request: Request) -> Reply {
         let (_, owner) = crate::coordinator::placement(self, group);
         if owner == self.id {
-            return Some(crate::coordinator::handle(self, request).await);
+            return self.groups.call(self, request).await;
         }
+        let fallback = request.error_reply(ErrorCode::CoordinatorNotAvailable);
         match self.call(owner, ShardRequest::Group(request)).await {
-            Some(ShardResponse::Group(reply)) => Some(reply),
-            _ => None,
+            Some(ShardResponse::Group(reply)) => reply,
+            _ => fallback,
         }
     }
 
-    /// Every group on every shard: (group, protocol type, state).
-    pub async fn list_all_groups(self: &Rc<Self>) -> Vec<(String, String, String)> {
-        let mut all = self.groups.list();
+    /// Every group on every shard (ListGroups), sorted; the error of any
+    /// coordinator that could not list all of its groups.
+    pub async fn list_all_groups(self: &Rc<Self>) -> ListResponse {
+        let mut error = ErrorCode::None;
+        let mut groups = Vec::new();
+        let mut merge = |reply: Option<Reply>| match reply {
+            Some(Reply::List(list)) => {
+                if error == ErrorCode::None {
+                    error = list.error;
+                }
+                groups.extend(list.groups);
+            }
+            _ => error = ErrorCode::CoordinatorNotAvailable,
+        };
         let others = (0..self.count)
             .map(ShardId)
             .filter(|s| *s != self.id)
-            .map(|s| self.call(s, ShardRequest::Group(crate::coordinator::GroupCall::List)));
-        for reply in futures::future::join_all(others).await {
-            if let Some(ShardResponse::Group(crate::coordinator::GroupReply::List(groups))) = reply
-            {
-                all.extend(groups);
-            }
+            .map(|s| self.call(s, ShardRequest::Group(Request::List)));
+        let (local, remote) = futures::join!(
+            self.groups.call(self, Request::List),
+            futures::future::join_all(others)
+        );
+        merge(Some(local));
+        for reply in remote {
+            merge(match reply {
+                Some(ShardResponse::Group(reply)) => Some(reply),
+                _ => None,
+            });
         }
-        all.sort();
-        all
+        groups.sort();
+        ListResponse { error, groups }
     }
 
     /// Starts the shutdown: long polls on this shard return at once.
@@ -411,8 +474,8 @@ impl Shard {
             ShardRequest::ApplyCatalog(catalog) => {
                 ShardResponse::Applied(self.apply_catalog(catalog).await)
             }
-            ShardRequest::Group(call) => {
-                ShardResponse::Group(crate::coordinator::handle(self, call).await)
+            ShardRequest::Group(request) => {
+                ShardResponse::Group(self.groups.call(self, request).await)
             }
         }
     }
@@ -530,64 +593,67 @@ impl Shard {
         let mut results = Vec::with_capacity(parts.len());
         let mut waits = Vec::new();
         for (i, part) in parts.iter().enumerate() {
-            let Some(partition) = self.partition(&part.topic, part.partition) else {
-                results.push(produce_error(
-                    ErrorCode::UnknownTopicOrPartition,
-                    "unknown partition",
-                ));
-                continue;
-            };
-            let appended = partition.append(&part.records, now);
-            let appended = {
-                let mut log = partition.log.borrow_mut();
-                if appended.is_ok() && acks == -1 {
-                    log.request_sync();
+            match self.append_local(acks, part, now) {
+                Ok(appended) => {
+                    results.push(appended.result.clone());
+                    waits.push((i, appended));
                 }
-                appended.map(|a| (a, log.log_start_offset()))
-            };
-            match appended {
-                Ok((appended, log_start_offset)) => {
-                    self.flusher.schedule(&partition, part.records.len());
-                    results.push(ProduceResult {
-                        error_code: 0,
-                        error_message: None,
-                        base_offset: appended.base_offset,
-                        log_append_time_ms: appended.log_append_time_ms,
-                        log_start_offset,
-                        record_errors: Vec::new(),
-                    });
-                    waits.push((i, partition, appended.last_offset));
-                }
-                Err(e) => results.push(append_error(&e)),
+                Err(failed) => results.push(failed),
             }
         }
         if acks == 0 {
             return results;
         }
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-        for (i, partition, last_offset) in waits {
-            let reached = partition
-                .wait_until(deadline, |p| {
-                    let log = p.log.borrow();
-                    if acks == -1 {
-                        log.durable_offset() > last_offset
-                    } else {
-                        log.log_end_offset() > last_offset
-                    }
-                })
-                .await;
-            if !reached {
-                let log = partition.log.borrow();
-                results[i] = match log.failure() {
-                    Some(error) => produce_error(storage_error_code(error), &error.to_string()),
-                    None if partition.deleted.get() => {
-                        produce_error(ErrorCode::UnknownTopicOrPartition, "topic deleted")
-                    }
-                    None => produce_error(ErrorCode::RequestTimedOut, "timed out waiting for acks"),
-                };
+        for (i, appended) in waits {
+            if let Err(failed) = appended.wait(acks, deadline).await {
+                results[i] = failed;
             }
         }
         results
+    }
+
+    /// Appends one part to a local partition now, without waiting for
+    /// buffer space or acks (appends made one after another land in the
+    /// log in that order). The caller waits with [`LocalAppend::wait`].
+    pub fn append_local(
+        &self,
+        acks: i16,
+        part: &ProducePart,
+        now: i64,
+    ) -> Result<LocalAppend, ProduceResult> {
+        let Some(partition) = self.partition(&part.topic, part.partition) else {
+            return Err(produce_error(
+                ErrorCode::UnknownTopicOrPartition,
+                "unknown partition",
+            ));
+        };
+        let appended = partition.append(&part.records, now);
+        let appended = {
+            let mut log = partition.log.borrow_mut();
+            if appended.is_ok() && acks == -1 {
+                log.request_sync();
+            }
+            appended.map(|a| (a, log.log_start_offset()))
+        };
+        match appended {
+            Ok((appended, log_start_offset)) => {
+                self.flusher.schedule(&partition, part.records.len());
+                Ok(LocalAppend {
+                    partition,
+                    last_offset: appended.last_offset,
+                    result: ProduceResult {
+                        error_code: 0,
+                        error_message: None,
+                        base_offset: appended.base_offset,
+                        log_append_time_ms: appended.log_append_time_ms,
+                        log_start_offset,
+                        record_errors: Vec::new(),
+                    },
+                })
+            }
+            Err(e) => Err(append_error(&e)),
+        }
     }
 
     /// Reads from partitions on any shard, without waiting.

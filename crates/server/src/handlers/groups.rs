@@ -1,26 +1,44 @@
-//! The group APIs: decode, route each group to its coordinator shard,
-//! encode. The coordinator itself is `crate::coordinator`.
+//! The group APIs: decode, make one request of the group's coordinator
+//! (`Shard::group_call` routes it to the shard owning the group's
+//! `__consumer_offsets` partition), encode. The coordinator itself is the
+//! `ringbroker-groups` state machine behind `crate::coordinator`.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use ringbroker_groups as rg;
+use ringbroker_groups::{
+    CommitRequest, FetchOffsetsRequest, FetchOffsetsResponse, FetchedOffset, GroupDescription,
+    JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, LeavingMember, OffsetCommit, Protocol,
+    Reply, Request, SyncRequest, SyncResponse,
+};
+use ringbroker_protocol::errors::ErrorCode;
 
 use super::{str_bytes, topic_name};
+use crate::acl::{authorized_operations_if, ResourceType};
 use crate::catalog::BrokerMeta;
-use crate::coordinator::codes::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID};
-use crate::coordinator::{GroupCall, GroupReply, SyncArgs, OFFSETS_TOPIC};
+use crate::coordinator::OFFSETS_TOPIC;
 use crate::dispatch::{Context, DispatchError, Response};
 use crate::shard::Shard;
-use ringbroker_protocol::errors::ErrorCode;
 
 fn group_id(g: &GroupId) -> String {
     g.0.to_string()
 }
 
-fn opt_string(s: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
+fn opt_string(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
+}
+
+/// The coordinator's answer, or `unavailable` when it does not have the
+/// expected shape (it always does; a mismatch is a bug, logged).
+fn expect<T>(reply: Reply, pick: impl FnOnce(Reply) -> Option<T>, unavailable: T) -> T {
+    pick(reply).unwrap_or_else(|| {
+        log::error!("group coordinator answered with the wrong kind of reply");
+        unavailable
+    })
 }
 
 /// FindCoordinator: the coordinator of a group is the leader of the
@@ -93,10 +111,6 @@ pub fn find_coordinator(
     ctx.respond(&response)
 }
 
-async fn call(shard: &Rc<Shard>, group: &str, request: GroupCall) -> Option<GroupReply> {
-    shard.group_call(group, request).await
-}
-
 /// JoinGroup.
 pub async fn join_group(
     shard: &Rc<Shard>,
@@ -105,57 +119,71 @@ pub async fn join_group(
 ) -> Result<Response, DispatchError> {
     let r: JoinGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
-    let request = GroupCall::Join(crate::coordinator::JoinArgs {
-        version: ctx.version,
+    let member_id = r.member_id.to_string();
+    let request = JoinRequest {
         group: group.clone(),
-        member_id: r.member_id.to_string(),
+        member_id: member_id.clone(),
         instance_id: opt_string(&r.group_instance_id),
         client_id: opt_string(&ctx.header.client_id).unwrap_or_default(),
         client_host: ctx.client_host.clone(),
         session_timeout_ms: r.session_timeout_ms,
-        rebalance_timeout_ms: r.rebalance_timeout_ms,
+        // JoinGroup v0 has no rebalance timeout: the session timeout.
+        rebalance_timeout_ms: if ctx.version >= 1 {
+            r.rebalance_timeout_ms
+        } else {
+            -1
+        },
         protocol_type: r.protocol_type.to_string(),
         protocols: r
             .protocols
             .iter()
-            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .map(|p| Protocol {
+                name: p.name.to_string(),
+                metadata: p.metadata.clone(),
+            })
             .collect(),
-    });
-    let reply = match call(shard, &group, request).await {
-        Some(GroupReply::Join(reply)) => reply,
-        _ => crate::coordinator::JoinReply {
-            error_code: COORDINATOR_NOT_AVAILABLE,
-            generation: -1,
-            member_id: r.member_id.to_string(),
-            ..Default::default()
-        },
+        require_known_member_id: ctx.version >= 4,
+        supports_skip_assignment: ctx.version >= 9,
     };
+    let reply = expect(
+        shard.group_call(&group, Request::Join(request)).await,
+        |reply| match reply {
+            Reply::Join(r) => Some(r),
+            _ => None,
+        },
+        JoinResponse::error(ErrorCode::CoordinatorNotAvailable, &member_id),
+    );
     let members = reply
         .members
         .into_iter()
-        .map(|(id, instance, metadata)| {
-            let m = join_group_response::JoinGroupResponseMember::default()
-                .with_member_id(str_bytes(&id))
-                .with_metadata(metadata);
+        .map(|m| {
+            let member = join_group_response::JoinGroupResponseMember::default()
+                .with_member_id(str_bytes(&m.member_id))
+                .with_metadata(m.metadata);
             if ctx.version >= 5 {
-                m.with_group_instance_id(instance.as_deref().map(str_bytes))
+                member.with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
             } else {
-                m
+                member
             }
         })
         .collect();
+    let protocol_name = match (&reply.protocol, ctx.version >= 7) {
+        (Some(p), _) => Some(str_bytes(p)),
+        (None, true) => None,
+        (None, false) => Some(str_bytes("")),
+    };
     let mut response = JoinGroupResponse::default()
-        .with_error_code(reply.error_code)
+        .with_error_code(reply.error.code())
         .with_generation_id(reply.generation)
-        .with_protocol_name(Some(str_bytes(reply.protocol.as_deref().unwrap_or(""))))
+        .with_protocol_name(protocol_name)
         .with_leader(str_bytes(&reply.leader))
         .with_member_id(str_bytes(&reply.member_id))
         .with_members(members);
     if ctx.version >= 7 {
         response = response.with_protocol_type(reply.protocol_type.as_deref().map(str_bytes));
     }
-    if ctx.version >= 7 && reply.protocol.is_none() {
-        response = response.with_protocol_name(None);
+    if ctx.version >= 9 {
+        response = response.with_skip_assignment(reply.skip_assignment);
     }
     ctx.respond(&response)
 }
@@ -168,7 +196,7 @@ pub async fn sync_group(
 ) -> Result<Response, DispatchError> {
     let r: SyncGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
-    let request = GroupCall::Sync(SyncArgs {
+    let request = SyncRequest {
         group: group.clone(),
         generation: r.generation_id,
         member_id: r.member_id.to_string(),
@@ -180,18 +208,22 @@ pub async fn sync_group(
             .iter()
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
-    });
-    let (code, assignment, protocol_type, protocol) = match call(shard, &group, request).await {
-        Some(GroupReply::Sync(code, assignment, t, p)) => (code, assignment, t, p),
-        _ => (COORDINATOR_NOT_AVAILABLE, Bytes::new(), None, None),
     };
+    let reply = expect(
+        shard.group_call(&group, Request::Sync(request)).await,
+        |reply| match reply {
+            Reply::Sync(r) => Some(r),
+            _ => None,
+        },
+        SyncResponse::error(ErrorCode::CoordinatorNotAvailable),
+    );
     let mut response = SyncGroupResponse::default()
-        .with_error_code(code)
-        .with_assignment(assignment);
+        .with_error_code(reply.error.code())
+        .with_assignment(reply.assignment);
     if ctx.version >= 5 {
         response = response
-            .with_protocol_type(protocol_type.as_deref().map(str_bytes))
-            .with_protocol_name(protocol.as_deref().map(str_bytes));
+            .with_protocol_type(reply.protocol_type.as_deref().map(str_bytes))
+            .with_protocol_name(reply.protocol.as_deref().map(str_bytes));
     }
     ctx.respond(&response)
 }
@@ -204,17 +236,21 @@ pub async fn heartbeat(
 ) -> Result<Response, DispatchError> {
     let r: HeartbeatRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
-    let request = GroupCall::Heartbeat {
+    let request = rg::HeartbeatRequest {
         group: group.clone(),
         generation: r.generation_id,
         member_id: r.member_id.to_string(),
         instance_id: opt_string(&r.group_instance_id),
     };
-    let code = match call(shard, &group, request).await {
-        Some(GroupReply::Code(code)) => code,
-        _ => COORDINATOR_NOT_AVAILABLE,
-    };
-    ctx.respond(&HeartbeatResponse::default().with_error_code(code))
+    let code = expect(
+        shard.group_call(&group, Request::Heartbeat(request)).await,
+        |reply| match reply {
+            Reply::Heartbeat(code) => Some(code),
+            _ => None,
+        },
+        ErrorCode::CoordinatorNotAvailable,
+    );
+    ctx.respond(&HeartbeatResponse::default().with_error_code(code.code()))
 }
 
 /// LeaveGroup (one member before v3, a batch from v3).
@@ -225,46 +261,57 @@ pub async fn leave_group(
 ) -> Result<Response, DispatchError> {
     let r: LeaveGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
-    let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
+    let members: Vec<LeavingMember> = if ctx.version >= 3 {
         r.members
             .iter()
-            .map(|m| (m.member_id.to_string(), opt_string(&m.group_instance_id)))
+            .map(|m| LeavingMember {
+                member_id: m.member_id.to_string(),
+                instance_id: opt_string(&m.group_instance_id),
+            })
             .collect()
     } else {
-        vec![(r.member_id.to_string(), None)]
+        vec![LeavingMember {
+            member_id: r.member_id.to_string(),
+            instance_id: None,
+        }]
     };
-    let count = members.len();
-    let (top, codes) = match call(
-        shard,
-        &group,
-        GroupCall::Leave {
-            group: group.clone(),
-            members: members.clone(),
+    let request = LeaveRequest {
+        group: group.clone(),
+        members: members.clone(),
+    };
+    let reply = expect(
+        shard.group_call(&group, Request::Leave(request)).await,
+        |reply| match reply {
+            Reply::Leave(r) => Some(r),
+            _ => None,
         },
-    )
-    .await
-    {
-        Some(GroupReply::Leave(top, codes)) => (top, codes),
-        _ => (
-            COORDINATOR_NOT_AVAILABLE,
-            vec![COORDINATOR_NOT_AVAILABLE; count],
-        ),
-    };
-    let mut response = LeaveGroupResponse::default().with_error_code(top);
-    if ctx.version >= 3 {
-        response = response.with_error_code(0).with_members(
+        LeaveResponse {
+            error: ErrorCode::CoordinatorNotAvailable,
+            members: Vec::new(),
+        },
+    );
+    if ctx.version < 3 {
+        // One member: its error is the request's.
+        let code = match (reply.error, reply.members.first()) {
+            (ErrorCode::None, Some(code)) => *code,
+            (error, _) => error,
+        };
+        return ctx.respond(&LeaveGroupResponse::default().with_error_code(code.code()));
+    }
+    let response = LeaveGroupResponse::default()
+        .with_error_code(reply.error.code())
+        .with_members(
             members
                 .iter()
-                .zip(codes)
-                .map(|((id, instance), code)| {
+                .zip(reply.members)
+                .map(|(m, code)| {
                     leave_group_response::MemberResponse::default()
-                        .with_member_id(str_bytes(id))
-                        .with_group_instance_id(instance.as_deref().map(str_bytes))
-                        .with_error_code(code)
+                        .with_member_id(str_bytes(&m.member_id))
+                        .with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
+                        .with_error_code(code.code())
                 })
                 .collect(),
         );
-    }
     ctx.respond(&response)
 }
 
@@ -283,40 +330,36 @@ pub async fn offset_commit(
         let meta = catalog.topics.get(&name);
         for p in &t.partitions {
             let known = meta.is_some_and(|m| m.partition(p.partition_index).is_some());
-            offsets.push((
-                name.clone(),
-                p.partition_index,
-                p.committed_offset,
-                if ctx.version >= 6 {
+            offsets.push(OffsetCommit {
+                topic: name.clone(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: if ctx.version >= 6 {
                     p.committed_leader_epoch
                 } else {
                     -1
                 },
-                opt_string(&p.committed_metadata),
-                if known {
-                    0
-                } else {
-                    ErrorCode::UnknownTopicOrPartition.code()
-                },
-            ));
+                metadata: opt_string(&p.committed_metadata),
+                rejected: (!known).then_some(ErrorCode::UnknownTopicOrPartition),
+            });
         }
     }
     let count = offsets.len();
-    let codes = if group.is_empty() {
-        vec![INVALID_GROUP_ID; count]
-    } else {
-        let request = GroupCall::Commit {
-            group: group.clone(),
-            generation: r.generation_id_or_member_epoch,
-            member_id: r.member_id.to_string(),
-            instance_id: opt_string(&r.group_instance_id),
-            offsets,
-        };
-        match call(shard, &group, request).await {
-            Some(GroupReply::Commit(codes)) => codes,
-            _ => vec![COORDINATOR_NOT_AVAILABLE; count],
-        }
+    let request = CommitRequest {
+        group: group.clone(),
+        generation: r.generation_id_or_member_epoch,
+        member_id: r.member_id.to_string(),
+        instance_id: opt_string(&r.group_instance_id),
+        offsets,
     };
+    let codes = expect(
+        shard.group_call(&group, Request::Commit(request)).await,
+        |reply| match reply {
+            Reply::Commit(codes) if codes.len() == count => Some(codes),
+            _ => None,
+        },
+        vec![ErrorCode::CoordinatorNotAvailable; count],
+    );
     let mut codes = codes.into_iter();
     let topics = r
         .topics
@@ -328,9 +371,10 @@ pub async fn offset_commit(
                     t.partitions
                         .iter()
                         .map(|p| {
+                            let code = codes.next().unwrap_or(ErrorCode::CoordinatorNotAvailable);
                             offset_commit_response::OffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(codes.next().unwrap_or(COORDINATOR_NOT_AVAILABLE))
+                                .with_error_code(code.code())
                         })
                         .collect(),
                 )
@@ -339,38 +383,37 @@ pub async fn offset_commit(
     ctx.respond(&OffsetCommitResponse::default().with_topics(topics))
 }
 
-type FetchRows = Vec<(String, i32, i64, i32, Option<String>)>;
-
 async fn fetch_group(
     shard: &Rc<Shard>,
     group: String,
-    topics: Option<Vec<(String, Vec<i32>)>>,
-) -> (i16, FetchRows) {
-    if group.is_empty() {
-        return (INVALID_GROUP_ID, Vec::new());
-    }
-    match call(
-        shard,
-        &group,
-        GroupCall::Fetch {
-            group: group.clone(),
-            topics,
+    topics: Option<Vec<rg::TopicPartitions>>,
+) -> FetchOffsetsResponse {
+    let request = FetchOffsetsRequest {
+        group: group.clone(),
+        topics,
+    };
+    expect(
+        shard
+            .group_call(&group, Request::FetchOffsets(request))
+            .await,
+        |reply| match reply {
+            Reply::FetchOffsets(r) => Some(r),
+            _ => None,
+        },
+        FetchOffsetsResponse {
+            error: ErrorCode::CoordinatorNotAvailable,
+            offsets: Vec::new(),
         },
     )
-    .await
-    {
-        Some(GroupReply::Fetch(code, rows)) => (code, rows),
-        _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
-    }
 }
 
-/// Groups rows by topic, keeping first-seen order.
-fn by_topic(rows: FetchRows) -> Vec<(String, Vec<(i32, i64, i32, Option<String>)>)> {
-    let mut out: Vec<(String, Vec<(i32, i64, i32, Option<String>)>)> = Vec::new();
-    for (t, p, o, e, m) in rows {
-        match out.iter_mut().find(|(name, _)| *name == t) {
-            Some((_, parts)) => parts.push((p, o, e, m)),
-            None => out.push((t, vec![(p, o, e, m)])),
+/// Offsets grouped by topic, keeping first-seen order.
+fn by_topic(offsets: Vec<FetchedOffset>) -> Vec<(String, Vec<FetchedOffset>)> {
+    let mut out: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
+    for o in offsets {
+        match out.iter_mut().find(|(name, _)| *name == o.topic) {
+            Some((_, parts)) => parts.push(o),
+            None => out.push((o.topic.clone(), vec![o])),
         }
     }
     out
@@ -389,11 +432,14 @@ pub async fn offset_fetch(
         for g in &r.groups {
             let topics = g.topics.as_ref().map(|ts| {
                 ts.iter()
-                    .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                    .map(|t| rg::TopicPartitions {
+                        topic: t.name.0.to_string(),
+                        partitions: t.partition_indexes.clone(),
+                    })
                     .collect()
             });
-            let (code, rows) = fetch_group(shard, group_id(&g.group_id), topics).await;
-            let topics = by_topic(rows)
+            let fetched = fetch_group(shard, group_id(&g.group_id), topics).await;
+            let topics = by_topic(fetched.offsets)
                 .into_iter()
                 .map(|(t, parts)| {
                     offset_fetch_response::OffsetFetchResponseTopics::default()
@@ -401,12 +447,12 @@ pub async fn offset_fetch(
                         .with_partitions(
                             parts
                                 .into_iter()
-                                .map(|(p, o, e, m)| {
+                                .map(|o| {
                                     offset_fetch_response::OffsetFetchResponsePartitions::default()
-                                        .with_partition_index(p)
-                                        .with_committed_offset(o)
-                                        .with_committed_leader_epoch(e)
-                                        .with_metadata(m.as_deref().map(str_bytes))
+                                        .with_partition_index(o.partition)
+                                        .with_committed_offset(o.offset)
+                                        .with_committed_leader_epoch(o.leader_epoch)
+                                        .with_metadata(o.metadata.as_deref().map(str_bytes))
                                 })
                                 .collect(),
                         )
@@ -416,18 +462,22 @@ pub async fn offset_fetch(
                 offset_fetch_response::OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
                     .with_topics(topics)
-                    .with_error_code(code),
+                    .with_error_code(fetched.error.code()),
             );
         }
         return ctx.respond(&OffsetFetchResponse::default().with_groups(groups));
     }
     let topics = r.topics.as_ref().map(|ts| {
         ts.iter()
-            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+            .map(|t| rg::TopicPartitions {
+                topic: t.name.0.to_string(),
+                partitions: t.partition_indexes.clone(),
+            })
             .collect()
     });
-    let (code, rows) = fetch_group(shard, group_id(&r.group_id), topics).await;
-    let topics = by_topic(rows)
+    let fetched = fetch_group(shard, group_id(&r.group_id), topics).await;
+    let code = fetched.error.code();
+    let topics = by_topic(fetched.offsets)
         .into_iter()
         .map(|(t, parts)| {
             offset_fetch_response::OffsetFetchResponseTopic::default()
@@ -435,17 +485,13 @@ pub async fn offset_fetch(
                 .with_partitions(
                     parts
                         .into_iter()
-                        .map(|(p, o, e, m)| {
+                        .map(|o| {
                             offset_fetch_response::OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(o)
-                                .with_committed_leader_epoch(epoch(e))
-                                .with_metadata(m.as_deref().map(str_bytes))
-                                .with_error_code(if ctx.version < 2 && code != 0 {
-                                    code
-                                } else {
-                                    0
-                                })
+                                .with_partition_index(o.partition)
+                                .with_committed_offset(o.offset)
+                                .with_committed_leader_epoch(epoch(o.leader_epoch))
+                                .with_metadata(o.metadata.as_deref().map(str_bytes))
+                                .with_error_code(if ctx.version < 2 { code } else { 0 })
                         })
                         .collect(),
                 )
@@ -458,34 +504,42 @@ pub async fn offset_fetch(
     ctx.respond(&response)
 }
 
-/// ListGroups: every shard's groups, filtered by state (v4).
+/// ListGroups: every shard's groups, filtered by state (v4) and type (v5).
 pub async fn list_groups(
     shard: &Rc<Shard>,
     ctx: &Context,
     mut body: Bytes,
 ) -> Result<Response, DispatchError> {
     let r: ListGroupsRequest = ctx.decode(&mut body)?;
-    let states: Vec<String> = r
-        .states_filter
-        .iter()
-        .map(|s| s.to_ascii_lowercase())
-        .collect();
-    let all = shard.list_all_groups().await;
-    let groups = all
+    let lower = |filter: &[StrBytes]| -> Vec<String> {
+        filter.iter().map(|s| s.to_ascii_lowercase()).collect()
+    };
+    let states = lower(&r.states_filter);
+    let types = lower(&r.types_filter);
+    let listed = shard.list_all_groups().await;
+    let groups = listed
+        .groups
         .into_iter()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_ascii_lowercase()))
-        .map(|(id, protocol_type, state)| {
-            let g = list_groups_response::ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(&id)))
-                .with_protocol_type(str_bytes(&protocol_type));
+        .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
+        .filter(|g| types.is_empty() || types.contains(&g.group_type.to_ascii_lowercase()))
+        .map(|g| {
+            let mut listed = list_groups_response::ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&g.group)))
+                .with_protocol_type(str_bytes(&g.protocol_type));
             if ctx.version >= 4 {
-                g.with_group_state(str_bytes(&state))
-            } else {
-                g
+                listed = listed.with_group_state(str_bytes(g.state));
             }
+            if ctx.version >= 5 {
+                listed = listed.with_group_type(str_bytes(g.group_type));
+            }
+            listed
         })
         .collect();
-    ctx.respond(&ListGroupsResponse::default().with_groups(groups))
+    ctx.respond(
+        &ListGroupsResponse::default()
+            .with_error_code(listed.error.code())
+            .with_groups(groups),
+    )
 }
 
 /// DescribeGroups.
@@ -498,53 +552,58 @@ pub async fn describe_groups(
     let mut groups = Vec::with_capacity(r.groups.len());
     for g in &r.groups {
         let name = group_id(g);
-        let d = if name.is_empty() {
-            crate::coordinator::GroupDescription {
-                error_code: INVALID_GROUP_ID,
-                state: "Dead".into(),
-                ..Default::default()
-            }
-        } else {
-            match call(shard, &name, GroupCall::Describe(name.clone())).await {
-                Some(GroupReply::Describe(d)) => d,
-                _ => crate::coordinator::GroupDescription {
-                    error_code: COORDINATOR_NOT_AVAILABLE,
-                    ..Default::default()
-                },
-            }
-        };
+        let d = expect(
+            shard
+                .group_call(&name, Request::Describe(name.clone()))
+                .await,
+            |reply| match reply {
+                Reply::Describe(d) => Some(d),
+                _ => None,
+            },
+            GroupDescription {
+                error: ErrorCode::CoordinatorNotAvailable,
+                state: None,
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+        );
         // Before v6 an unknown group is described as Dead without an error.
-        let error_code =
-            if d.error_code == crate::coordinator::codes::GROUP_ID_NOT_FOUND && ctx.version < 6 {
-                0
-            } else {
-                d.error_code
-            };
+        let error = if d.error == ErrorCode::GroupIdNotFound && ctx.version < 6 {
+            ErrorCode::None
+        } else {
+            d.error
+        };
         let members = d
             .members
             .into_iter()
-            .map(|(id, instance, client_id, host, metadata, assignment)| {
-                let m = describe_groups_response::DescribedGroupMember::default()
-                    .with_member_id(str_bytes(&id))
-                    .with_client_id(str_bytes(&client_id))
-                    .with_client_host(str_bytes(&host))
-                    .with_member_metadata(metadata)
-                    .with_member_assignment(assignment);
+            .map(|m| {
+                let member = describe_groups_response::DescribedGroupMember::default()
+                    .with_member_id(str_bytes(&m.member_id))
+                    .with_client_id(str_bytes(&m.client_id))
+                    .with_client_host(str_bytes(&m.client_host))
+                    .with_member_metadata(m.metadata)
+                    .with_member_assignment(m.assignment);
                 if ctx.version >= 4 {
-                    m.with_group_instance_id(instance.as_deref().map(str_bytes))
+                    member.with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
                 } else {
-                    m
+                    member
                 }
             })
             .collect();
         groups.push(
             describe_groups_response::DescribedGroup::default()
-                .with_error_code(error_code)
+                .with_error_code(error.code())
                 .with_group_id(g.clone())
-                .with_group_state(str_bytes(&d.state))
+                .with_group_state(str_bytes(d.state.map_or("", |s| s.name())))
                 .with_protocol_type(str_bytes(&d.protocol_type))
                 .with_protocol_data(str_bytes(&d.protocol))
-                .with_members(members),
+                .with_members(members)
+                .with_authorized_operations(authorized_operations_if(
+                    // The field exists from v3 (KIP-430).
+                    ctx.version >= 3 && r.include_authorized_operations,
+                    ResourceType::Group,
+                )),
         );
     }
     ctx.respond(&DescribeGroupsResponse::default().with_groups(groups))
@@ -560,18 +619,18 @@ pub async fn delete_groups(
     let mut results = Vec::with_capacity(r.groups_names.len());
     for g in &r.groups_names {
         let name = group_id(g);
-        let code = if name.is_empty() {
-            INVALID_GROUP_ID
-        } else {
-            match call(shard, &name, GroupCall::Delete(name.clone())).await {
-                Some(GroupReply::Code(code)) => code,
-                _ => COORDINATOR_NOT_AVAILABLE,
-            }
-        };
+        let code = expect(
+            shard.group_call(&name, Request::Delete(name.clone())).await,
+            |reply| match reply {
+                Reply::Delete(code) => Some(code),
+                _ => None,
+            },
+            ErrorCode::CoordinatorNotAvailable,
+        );
         results.push(
             delete_groups_response::DeletableGroupResult::default()
                 .with_group_id(g.clone())
-                .with_error_code(code),
+                .with_error_code(code.code()),
         );
     }
     ctx.respond(&DeleteGroupsResponse::default().with_results(results))
@@ -594,25 +653,25 @@ pub async fn offset_delete(
                 .map(move |p| (t.name.0.to_string(), p.partition_index))
         })
         .collect();
-    let (top, codes) = if group.is_empty() {
-        (INVALID_GROUP_ID, Vec::new())
-    } else {
-        match call(
-            shard,
-            &group,
-            GroupCall::OffsetDelete {
-                group: group.clone(),
-                partitions,
-            },
-        )
-        .await
-        {
-            Some(GroupReply::OffsetDelete(top, codes)) => (top, codes),
-            _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
-        }
+    let request = rg::OffsetDeleteRequest {
+        group: group.clone(),
+        partitions,
     };
-    let mut codes = codes.into_iter();
-    let topics = if top != 0 {
+    let reply = expect(
+        shard
+            .group_call(&group, Request::OffsetDelete(request))
+            .await,
+        |reply| match reply {
+            Reply::OffsetDelete(r) => Some(r),
+            _ => None,
+        },
+        rg::OffsetDeleteResponse {
+            error: ErrorCode::CoordinatorNotAvailable,
+            partitions: Vec::new(),
+        },
+    );
+    let mut codes = reply.partitions.into_iter();
+    let topics = if reply.error != ErrorCode::None {
         Vec::new()
     } else {
         r.topics
@@ -624,9 +683,10 @@ pub async fn offset_delete(
                         t.partitions
                             .iter()
                             .map(|p| {
+                                let code = codes.next().unwrap_or(ErrorCode::None);
                                 offset_delete_response::OffsetDeleteResponsePartition::default()
                                     .with_partition_index(p.partition_index)
-                                    .with_error_code(codes.next().unwrap_or(0))
+                                    .with_error_code(code.code())
                             })
                             .collect(),
                     )
@@ -635,7 +695,7 @@ pub async fn offset_delete(
     };
     ctx.respond(
         &OffsetDeleteResponse::default()
-            .with_error_code(top)
+            .with_error_code(reply.error.code())
             .with_topics(topics),
     )
 }
