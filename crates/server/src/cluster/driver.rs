@@ -46,6 +46,9 @@ pub enum ProposeError {
     Timeout,
 }
 
+/// Where a proposal's outcome goes.
+type ProposalReply = flume::Sender<Result<Vec<u8>, ProposeError>>;
+
 /// How often raft's clock ticks.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Entries kept in the log past the latest snapshot before compacting.
@@ -62,7 +65,7 @@ pub struct QuorumDriver<S: StateMachine> {
     /// Raft messages the links could not deliver, reported to raft on the
     /// next turn.
     undelivered: Rc<RefCell<Vec<Vec<u8>>>>,
-    pending: RefCell<HashMap<u64, flume::Sender<Result<Vec<u8>, ProposeError>>>>,
+    pending: RefCell<HashMap<u64, ProposalReply>>,
     next_token: Cell<u64>,
     wake: event_listener::Event,
     applied: Cell<u64>,
