@@ -406,3 +406,79 @@ def test_java_admin_survey(broker, java):
         assert results[call].startswith("OK"), (call, results[call])
     assert results["deleteRecords"].startswith("ERROR UnsupportedVersionException")
     assert results["removeMembersFromConsumerGroup"].startswith("ERROR UnknownMemberIdException")
+
+
+# 9. DeleteRecords (API 21): the log start offset moves, durably.
+
+def fetch_error(broker, topic, partition, offset):
+    s = kw.connect(broker.port)
+    try:
+        s.sendall(kw.request(1, 4, 1, kw.fetch_v4(topic, partition, offset)))
+        return kw.fetch_v4_error(kw.read_response(s))
+    finally:
+        s.close()
+
+
+def low_high(broker, topic, partition):
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "lw", "enable.auto.commit": False})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+    finally:
+        c.close()
+
+
+def test_delete_records_moves_the_log_start_durably(broker_factory, java):
+    broker = broker_factory()
+    create(broker, "purge", 2, {"segment.bytes": "2048"})
+    msgs = [(None, b"v%04d" % i + b"x" * 100, i % 2, None) for i in range(400)]
+    assert all(e is None for e, _ in produce(broker, "purge", msgs, {"linger.ms": 0, "batch.num.messages": 1}))
+    part = broker.data_dir / "purge-0"
+    segments_before = sorted(part.glob("*.log"))
+    assert len(segments_before) > 3
+    a = admin(broker)
+    found = a.delete_records([TopicPartition("purge", 0, 120), TopicPartition("purge", 1, -1)])
+    lows = {tp.partition: f.result(30).low_watermark for tp, f in found.items()}
+    assert lows == {0: 120, 1: 200}
+    assert low_high(broker, "purge", 0) == (120, 200)
+    assert low_high(broker, "purge", 1) == (200, 200)
+    # Below the start: OFFSET_OUT_OF_RANGE; at the start: data.
+    assert fetch_error(broker, "purge", 0, 119) == 1
+    assert fetch_error(broker, "purge", 0, 120) == 0
+    # Whole segments below the start are gone.
+    remaining = sorted(part.glob("*.log"))
+    assert len(remaining) < len(segments_before)
+    assert int(remaining[0].stem) <= 120 < int(remaining[1].stem) if len(remaining) > 1 else True
+    # Past the high watermark: OFFSET_OUT_OF_RANGE, nothing moves.
+    with pytest.raises(KafkaException) as e:
+        a.delete_records([TopicPartition("purge", 0, 500)])[TopicPartition("purge", 0, 500)].result(30)
+    assert e.value.args[0].code() == KafkaError.OFFSET_OUT_OF_RANGE
+    # The Java Admin client; a start never moves back.
+    assert admin_check(java, broker, "delete-records", "purge", "0", "150") == ["LOW 150"]
+    assert admin_check(java, broker, "delete-records", "purge", "0", "130") == ["LOW 150"]
+    # Durable across SIGTERM and kill -9.
+    assert broker.stop() == 0
+    broker.start()
+    assert low_high(broker, "purge", 0) == (150, 200)
+    assert fetch_error(broker, "purge", 0, 149) == 1
+    assert admin_check(java, broker, "delete-records", "purge", "0", "170") == ["LOW 170"]
+    broker.kill9()
+    broker.start()
+    assert low_high(broker, "purge", 0) == (170, 200)
+    assert (broker.data_dir / "log-start-offset-checkpoint").read_text().splitlines()[2:] == [
+        "purge 0 170", "purge 1 200"]
+    # A consumer from the beginning starts at the log start.
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "purge-reader",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["purge"])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 30 and time.monotonic() < deadline:
+        got += [m for m in c.consume(100, 0.5) if not m.error()]
+    c.close()
+    assert sorted(m.offset() for m in got if m.partition() == 0) == list(range(170, 200))
+    # A topic deleted and created again starts from 0 again.
+    a = admin(broker)
+    a.delete_topics(["purge"])["purge"].result(30)
+    wait_until(lambda: "purge" not in a.list_topics(timeout=10).topics, message="topic gone")
+    create(broker, "purge", 2)
+    assert low_high(broker, "purge", 0) == (0, 0)

@@ -40,6 +40,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The implemented version range of an API.
@@ -183,6 +184,7 @@ pub async fn dispatch(shard: &Rc<Shard>, mut body: Bytes, client_host: &str) -> 
         ApiKey::AlterConfigs => handlers::alter_configs::handle(shard, &ctx, body).await,
         ApiKey::DescribeLogDirs => handlers::describe_log_dirs::handle(shard, &ctx, body).await,
         ApiKey::DescribeProducers => handlers::describe_producers::handle(shard, &ctx, body).await,
+        ApiKey::DeleteRecords => handlers::delete_records::handle(shard, &ctx, body).await,
         ApiKey::DescribeCluster => handlers::describe_cluster::handle(shard, &ctx, body),
         ApiKey::InitProducerId => handlers::init_producer_id::handle(shard, &ctx, body),
         ApiKey::FindCoordinator => handlers::groups::find_coordinator(shard, &ctx, body),
@@ -256,6 +258,7 @@ mod fuzz {
             ApiKey::AlterConfigs => try_decode!(AlterConfigsRequest),
             ApiKey::DescribeLogDirs => try_decode!(DescribeLogDirsRequest),
             ApiKey::DescribeProducers => try_decode!(DescribeProducersRequest),
+            ApiKey::DeleteRecords => try_decode!(DeleteRecordsRequest),
             other => panic!("{other:?} is advertised but has no decoder here"),
         }
     }

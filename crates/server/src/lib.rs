@@ -18,6 +18,7 @@ pub mod coordinator;
 pub mod dispatch;
 pub mod group_config;
 pub mod handlers;
+pub mod log_starts;
 pub mod messages;
 pub mod runtime;
 pub mod shard;

@@ -174,6 +174,15 @@ pub struct AdminResult {
     pub topic: Option<TopicMeta>,
 }
 
+/// The outcome of DeleteRecords on one partition.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteRecordsResult {
+    /// Kafka error code (0 = none).
+    pub error_code: i16,
+    /// The new log start offset (-1 on error).
+    pub low_watermark: i64,
+}
+
 /// Requests one shard sends another.
 pub enum ShardRequest {
     /// Append to partitions this shard owns and wait for `acks`.
@@ -196,6 +205,11 @@ pub enum ShardRequest {
     },
     /// Look up offsets in partitions this shard owns.
     ListOffsets(Vec<ListOffsetsPart>),
+    /// Move log start offsets of partitions this shard owns:
+    /// (topic, partition, offset or -1 for the high watermark).
+    DeleteRecords(Vec<(String, i32, i64)>),
+    /// Record moved log start offsets in the checkpoint (shard 0 only).
+    RecordLogStarts(Vec<((String, i32), i64)>),
     /// Bytes on disk of partitions this shard owns (DescribeLogDirs).
     PartitionSizes(Vec<PartitionKey>),
     /// Idempotent-producer state of partitions this shard owns.
@@ -216,6 +230,8 @@ pub enum ShardResponse {
     Fetch(Vec<FetchResult>),
     /// Per-part offsets, in request order.
     ListOffsets(Vec<ListOffsetsResult>),
+    /// Per-partition DeleteRecords outcomes, in request order.
+    DeleteRecords(Vec<DeleteRecordsResult>),
     /// Per-partition sizes in bytes (None: not on this shard), in order.
     PartitionSizes(Vec<Option<u64>>),
     /// Per-partition producers, in request order.

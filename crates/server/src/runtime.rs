@@ -333,6 +333,14 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
     })?;
     prepare_catalog(&mut catalog, &config)?;
     let catalog = Arc::new(catalog);
+    let log_starts = Arc::new(
+        crate::log_starts::load(&config.data_dir).unwrap_or_else(|e| {
+            log::warn!(
+                "{e}; records removed by DeleteRecords before this start may be served again"
+            );
+            crate::log_starts::LogStarts::new()
+        }),
+    );
     let signals = watch_signals()?;
 
     let shard_count = config.shards;
@@ -361,6 +369,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
     let body = {
         let config = config.clone();
         let catalog = catalog.clone();
+        let log_starts = log_starts.clone();
         move |id: ShardId| {
             let endpoint = endpoints
                 .lock()
@@ -372,6 +381,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
                 .and_then(|mut s| s.get_mut(id.0).and_then(Option::take));
             let config = config.clone();
             let catalog = catalog.clone();
+            let log_starts = (*log_starts).clone();
             let ready = ready_tx.clone();
             let drained = drained_tx.clone();
             async move {
@@ -380,7 +390,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
                     return;
                 };
                 let control = StopControl { stop, drained };
-                shard_main(id, config, catalog, endpoint, control, ready).await;
+                shard_main(id, config, catalog, endpoint, control, ready, log_starts).await;
             }
         }
     };
@@ -485,8 +495,9 @@ async fn shard_main(
     endpoint: MeshEndpoint<ShardMessage>,
     control: StopControl,
     ready: mpsc::Sender<Result<(), String>>,
+    log_starts: crate::log_starts::LogStarts,
 ) {
-    let shard = match Shard::new(id, config.clone(), catalog, endpoint) {
+    let shard = match Shard::new(id, config.clone(), catalog, endpoint, log_starts) {
         Ok(shard) => shard,
         Err(e) => {
             let _ignored = ready.send(Err(format!(

@@ -116,6 +116,12 @@ pub struct Shard {
     /// Held while retention deletes files, so a shutdown does not end with
     /// segments gone from memory but still on disk.
     retention_lock: glommio::sync::Semaphore,
+    /// Log start offsets moved by DeleteRecords: at start, what the
+    /// checkpoint file held (applied to partitions as they open); on shard
+    /// 0, the file's current content.
+    log_starts: RefCell<crate::log_starts::LogStarts>,
+    /// Serializes rewrites of the log start checkpoint (shard 0).
+    log_starts_lock: glommio::sync::Semaphore,
     /// Last producer id handed out.
     producer_id_last: Cell<i64>,
     /// Counters.
@@ -162,6 +168,7 @@ impl Shard {
         config: Arc<BrokerConfig>,
         catalog: Arc<Catalog>,
         mesh: MeshEndpoint<ShardMessage>,
+        log_starts: crate::log_starts::LogStarts,
     ) -> std::io::Result<Rc<Shard>> {
         let flusher = if config.log_sync_filesystem {
             Flusher::with_filesystem_sync(&config.data_dir)?
@@ -193,6 +200,8 @@ impl Shard {
             mesh,
             admin_lock: glommio::sync::Semaphore::new(1),
             retention_lock: glommio::sync::Semaphore::new(1),
+            log_starts: RefCell::new(log_starts),
+            log_starts_lock: glommio::sync::Semaphore::new(1),
             producer_id_last: Cell::new(0),
             stats: ShardStats::default(),
             groups,
@@ -201,6 +210,17 @@ impl Shard {
         });
         shard.adopt_catalog(catalog.clone());
         shard.open_owned_partitions(&catalog)?;
+        // What DeleteRecords moved before the restart; only shard 0 keeps
+        // the map (it owns the file).
+        for partition in shard.partitions.borrow().values() {
+            let key = (partition.topic.clone(), partition.index);
+            if let Some(start) = shard.log_starts.borrow().get(&key) {
+                partition.log.borrow_mut().restore_log_start(*start);
+            }
+        }
+        if id != ShardId(0) {
+            shard.log_starts.borrow_mut().clear();
+        }
         Ok(shard)
     }
 
@@ -463,6 +483,12 @@ impl Shard {
             }
             ShardRequest::ListOffsets(parts) => {
                 ShardResponse::ListOffsets(self.list_offsets_local(&parts).await)
+            }
+            ShardRequest::DeleteRecords(parts) => {
+                ShardResponse::DeleteRecords(self.delete_records_local(&parts).await)
+            }
+            ShardRequest::RecordLogStarts(moved) => {
+                ShardResponse::Applied(self.record_log_starts(moved).await)
             }
             ShardRequest::PartitionSizes(parts) => {
                 ShardResponse::PartitionSizes(self.partition_sizes_local(&parts))
@@ -846,6 +872,149 @@ impl Shard {
         results
     }
 
+    /// DeleteRecords on partitions of any shard: moves their log start
+    /// offsets, then has shard 0 record them durably.
+    pub async fn delete_records(
+        self: &Rc<Self>,
+        parts: Vec<(String, i32, i64)>,
+    ) -> Vec<DeleteRecordsResult> {
+        let this = self.clone();
+        let mut results = self
+            .scatter(
+                parts.clone(),
+                |p| (p.0.as_str(), p.1),
+                ShardRequest::DeleteRecords,
+                |r| match r {
+                    ShardResponse::DeleteRecords(v) => Some(v),
+                    _ => None,
+                },
+                async move |parts| this.delete_records_local(&parts).await,
+                DeleteRecordsResult {
+                    error_code: ErrorCode::NotLeaderOrFollower.code(),
+                    low_watermark: -1,
+                },
+            )
+            .await;
+        let moved: Vec<((String, i32), i64)> = parts
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.error_code == 0)
+            .map(|((topic, p, _), r)| ((topic.clone(), *p), r.low_watermark))
+            .collect();
+        if moved.is_empty() {
+            return results;
+        }
+        let failure = if self.id == ShardId(0) {
+            self.record_log_starts(moved).await
+        } else {
+            match self
+                .call(ShardId(0), ShardRequest::RecordLogStarts(moved))
+                .await
+            {
+                Some(ShardResponse::Applied(failure)) => failure,
+                _ => Some("shard 0 did not answer".into()),
+            }
+        };
+        if let Some(failure) = failure {
+            log::error!("recording log start offsets failed: {failure}");
+            for r in results.iter_mut().filter(|r| r.error_code == 0) {
+                r.error_code = ErrorCode::KafkaStorageError.code();
+                r.low_watermark = -1;
+            }
+        }
+        results
+    }
+
+    /// DeleteRecords on local partitions: `offset` -1 means the high
+    /// watermark; past it is OFFSET_OUT_OF_RANGE. Whole segments below the
+    /// new start are deleted.
+    pub async fn delete_records_local(
+        &self,
+        parts: &[(String, i32, i64)],
+    ) -> Vec<DeleteRecordsResult> {
+        let mut results = Vec::with_capacity(parts.len());
+        let mut doomed = Vec::new();
+        for (topic, p, offset) in parts {
+            let Some(partition) = self.partition(topic, *p) else {
+                results.push(DeleteRecordsResult {
+                    error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                    low_watermark: -1,
+                });
+                continue;
+            };
+            let high_watermark = partition.high_watermark();
+            let target = if *offset == -1 {
+                high_watermark
+            } else {
+                *offset
+            };
+            if target < 0 || target > high_watermark {
+                results.push(DeleteRecordsResult {
+                    error_code: ErrorCode::OffsetOutOfRange.code(),
+                    low_watermark: -1,
+                });
+                continue;
+            }
+            let (start, removed) = partition.log.borrow_mut().advance_log_start(target);
+            // The leader epoch checkpoint follows the new start.
+            self.flusher.schedule(&partition, 0);
+            doomed.extend(removed.iter().flat_map(|s| {
+                let (index, time) = s.index_paths();
+                [s.path.clone(), index, time]
+            }));
+            results.push(DeleteRecordsResult {
+                error_code: 0,
+                low_watermark: start,
+            });
+        }
+        if !doomed.is_empty() {
+            let removed = glommio::executor()
+                .spawn_blocking(move || {
+                    for path in doomed {
+                        if let Err(e) = std::fs::remove_file(&path) {
+                            if e.kind() != std::io::ErrorKind::NotFound {
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            // The segments are out of the log already; a file left behind
+            // is cut away again at the next start (the recorded start).
+            if let Err(e) = removed {
+                log::error!("deleting segments below a new log start: {e}");
+            }
+        }
+        results
+    }
+
+    /// Shard 0: merges moved log start offsets into the checkpoint and
+    /// rewrites it durably, dropping entries of topics that no longer
+    /// exist. The failure, if the file could not be written.
+    pub async fn record_log_starts(&self, moved: Vec<((String, i32), i64)>) -> Option<String> {
+        assert_eq!(self.id, ShardId(0), "shard 0 owns the log start checkpoint");
+        let Ok(_turn) = self.log_starts_lock.acquire_permit(1).await else {
+            return Some("shutting down".into());
+        };
+        let snapshot = {
+            let catalog = self.catalog();
+            let mut starts = self.log_starts.borrow_mut();
+            for (key, offset) in moved {
+                let entry = starts.entry(key).or_insert(offset);
+                *entry = (*entry).max(offset);
+            }
+            starts.retain(|(topic, _), _| catalog.topics.contains_key(topic));
+            starts.clone()
+        };
+        let data_dir = self.config.data_dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || crate::log_starts::save(&data_dir, &snapshot))
+            .await
+            .err()
+            .map(|e| e.to_string())
+    }
+
     /// Bytes on disk of partitions on any shard (None for a partition no
     /// shard holds open).
     pub async fn partition_sizes(self: &Rc<Self>, parts: Vec<PartitionKey>) -> Vec<Option<u64>> {
@@ -937,6 +1106,7 @@ impl Shard {
             request,
             AdminRequest::CreateTopics { .. } | AdminRequest::CreatePartitions { .. }
         );
+        let deletes_topics = matches!(request, AdminRequest::DeleteTopics(_));
         let (results, changed) = crate::admin::apply(&mut catalog, request, &self.admin_defaults());
         if changed {
             catalog.version += 1;
@@ -957,6 +1127,12 @@ impl Shard {
                     .collect();
             }
             let failure = self.broadcast_catalog(Arc::new(catalog)).await;
+            if deletes_topics {
+                // A topic created again under the same name starts at 0.
+                if let Some(e) = self.record_log_starts(Vec::new()).await {
+                    log::error!("dropping log start offsets of deleted topics: {e}");
+                }
+            }
             if let (Some(failure), true) = (failure, opens_partitions) {
                 // The change is recorded, but some partitions cannot serve.
                 return results

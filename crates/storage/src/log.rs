@@ -981,7 +981,8 @@ impl PartitionLog {
             if let Some(segment) = self.segments.pop_front() {
                 removed.push(segment);
             }
-            self.log_start_offset = next_base;
+            // DeleteRecords may have moved the start past this segment's end.
+            self.log_start_offset = self.log_start_offset.max(next_base);
         }
         if !removed.is_empty() {
             self.epochs.truncate_from_start(self.log_start_offset);
@@ -1117,6 +1118,39 @@ impl PartitionLog {
         self.epochs.persist(&self.dir)?;
         self.assert_offsets();
         Ok(new_end)
+    }
+
+    /// Moves the log start offset up to `offset` (DeleteRecords; at most the
+    /// log end): records below it are no longer served, whole segments
+    /// below it are taken out and returned for the caller to delete (never
+    /// the active one), and the epoch cache follows. Returns the new log
+    /// start offset and the removed segments.
+    pub fn advance_log_start(&mut self, offset: i64) -> (i64, Vec<Segment>) {
+        let offset = offset.min(self.written_offset);
+        let mut removed = Vec::new();
+        if offset <= self.log_start_offset {
+            return (self.log_start_offset, removed);
+        }
+        self.log_start_offset = offset;
+        while self.segments.len() > 1 && self.segments[1].base_offset <= offset {
+            if let Some(segment) = self.segments.pop_front() {
+                removed.push(segment);
+            }
+        }
+        self.epochs.truncate_from_start(offset);
+        self.queue_epoch_checkpoint();
+        self.assert_offsets();
+        (self.log_start_offset, removed)
+    }
+
+    /// At open: the log start offset recorded by an earlier DeleteRecords
+    /// (Kafka's `log-start-offset-checkpoint`), applied when it lies within
+    /// the log.
+    pub fn restore_log_start(&mut self, offset: i64) {
+        if offset > self.log_start_offset && offset <= self.next_offset {
+            self.log_start_offset = offset;
+            self.epochs.truncate_from_start(offset);
+        }
     }
 
     /// Refuses every later append (graceful shutdown). What was appended

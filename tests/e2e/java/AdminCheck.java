@@ -44,6 +44,7 @@ public class AdminCheck {
                 case "log-dirs": logDirs(admin, args[2]); break;
                 case "producers": producers(admin, args[2], Integer.parseInt(args[3])); break;
                 case "max-timestamp": maxTimestamp(admin, args[2]); break;
+                case "delete-records": deleteRecords(admin, args[2], Integer.parseInt(args[3]), Long.parseLong(args[4])); break;
                 case "survey": survey(admin, args[2]); break;
                 default: throw new IllegalArgumentException(args[1]);
             }
@@ -156,6 +157,17 @@ public class AdminCheck {
         ListOffsetsResult.ListOffsetsResultInfo info = admin.listOffsets(Map.of(tp, OffsetSpec.maxTimestamp()))
             .partitionResult(tp).get(TIMEOUT_S, TimeUnit.SECONDS);
         System.out.println("MAXTS " + info.offset() + " " + info.timestamp());
+    }
+
+    static void deleteRecords(Admin admin, String topic, int partition, long offset) {
+        TopicPartition tp = new TopicPartition(topic, partition);
+        try {
+            DeletedRecords deleted = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(offset)))
+                .lowWatermarks().get(tp).get(TIMEOUT_S, TimeUnit.SECONDS);
+            System.out.println("LOW " + deleted.lowWatermark());
+        } catch (Exception e) {
+            System.out.println("ERROR " + error(e));
+        }
     }
 
     interface Call { Object run() throws Exception; }
