@@ -1193,6 +1193,53 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicConfig,
     /// Every key explicitly set, by Kafka name.
     pub explicit: BTreeMap<String, String>,
+    /// KRaft cluster settings (`process.roles` and friends); `None` runs
+    /// the single combined node of the README's first command.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A voter of the controller quorum (`controller.quorum.voters`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Voter {
+    /// Its node id.
+    pub id: i32,
+    /// Host of its CONTROLLER listener.
+    pub host: String,
+    /// Port of its CONTROLLER listener.
+    pub port: u16,
+}
+
+/// How this node takes part in a cluster (Kafka's KRaft properties).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    /// `process.roles` contains `broker`.
+    pub broker: bool,
+    /// `process.roles` contains `controller`: a voter of the quorum.
+    pub controller: bool,
+    /// `controller.quorum.voters`.
+    pub voters: Vec<Voter>,
+    /// This node's CONTROLLER listener (with the controller role).
+    pub controller_listen: Option<SocketAddr>,
+    /// `cluster.id`, when given; otherwise agreed through the quorum.
+    pub cluster_id: Option<String>,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub session_timeout_ms: u64,
+    /// `offsets.topic.replication.factor` (capped by the brokers there
+    /// are when the topic is created).
+    pub offsets_topic_replication_factor: i16,
+}
+
+impl ClusterConfig {
+    /// The CONTROLLER address of voter `id`.
+    pub fn voter_addr(&self, id: i32) -> Option<SocketAddr> {
+        let voter = self.voters.iter().find(|v| v.id == id)?;
+        (voter.host.as_str(), voter.port)
+            .to_socket_addrs()
+            .ok()?
+            .find(SocketAddr::is_ipv4)
+    }
 }
 
 fn default_shards() -> usize {
@@ -1229,6 +1276,7 @@ impl Default for BrokerConfig {
             log_sync_filesystem: false,
             topic_defaults: TopicConfig::default(),
             explicit: BTreeMap::new(),
+            cluster: None,
         }
     }
 }
@@ -1238,10 +1286,7 @@ impl Default for BrokerConfig {
 const NO_EFFECT_KEYS: &[&str] = &[
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
-    "process.roles",
-    "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
-    "controller.listener.names",
     "inter.broker.listener.name",
     "listener.security.protocol.map",
     "num.network.threads",
@@ -1249,7 +1294,6 @@ const NO_EFFECT_KEYS: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
-    "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "queued.max.requests",
@@ -1329,6 +1373,15 @@ struct Builder {
     warnings: Vec<String>,
     listeners: Option<(String, String)>,
     advertised: Option<(String, String)>,
+    listen_flag: Option<String>,
+    roles: Option<(String, String)>,
+    voters: Option<(String, String)>,
+    controller_listener_names: Option<(String, String)>,
+    protocol_map: Option<(String, String)>,
+    cluster_id: Option<String>,
+    heartbeat_interval_ms: Option<u64>,
+    session_timeout_ms: Option<u64>,
+    offsets_replication_factor: Option<i16>,
     retention_ms: Option<(u8, String, String)>,
     roll_ms: Option<(u8, String, String)>,
 }
@@ -1341,6 +1394,30 @@ impl Builder {
         match key {
             "listeners" => self.listeners = Some((key.into(), value.into())),
             "advertised.listeners" => self.advertised = Some((key.into(), value.into())),
+            "process.roles" => self.roles = Some((key.into(), value.into())),
+            "controller.quorum.voters" => self.voters = Some((key.into(), value.into())),
+            "controller.listener.names" => {
+                self.controller_listener_names = Some((key.into(), value.into()))
+            }
+            "listener.security.protocol.map" => {
+                self.protocol_map = Some((key.into(), value.into()))
+            }
+            "cluster.id" => {
+                if value.is_empty() {
+                    return Err(invalid(key, value, "a cluster id cannot be empty"));
+                }
+                self.cluster_id = Some(value.into());
+            }
+            "broker.heartbeat.interval.ms" => {
+                self.heartbeat_interval_ms = Some(parse_u64_range(key, value, 10, 60_000)?)
+            }
+            "broker.session.timeout.ms" => {
+                self.session_timeout_ms = Some(parse_u64_range(key, value, 100, 600_000)?)
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_replication_factor =
+                    Some(parse_u64_range(key, value, 1, i16::MAX as u64)? as i16)
+            }
             "node.id" | "broker.id" => {
                 c.node_id = parse_u64_range(key, value, 0, i32::MAX as u64)? as i32;
             }
@@ -1494,10 +1571,46 @@ impl Builder {
                 .set("segment.ms", &ms)
                 .map_err(|e| rename(e, &key))?;
         }
+        let controller_names: Vec<String> = self
+            .controller_listener_names
+            .as_ref()
+            .map(|(_, v)| {
+                v.split(',')
+                    .map(|n| n.trim().to_ascii_uppercase())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut controller_listen = None;
         if let Some((key, value)) = self.listeners.take() {
-            let (host, port) = parse_listener(&key, &value, &mut self.warnings)?;
-            self.config.listen = resolve(&key, &value, &host, port)?;
+            let named = parse_listeners(&key, &value, self.protocol_map.as_ref())?;
+            let (brokers, controllers): (Vec<_>, Vec<_>) = named
+                .into_iter()
+                .partition(|(name, _, _)| !controller_names.contains(name));
+            if let Some((_, host, port)) = controllers.first() {
+                controller_listen = Some(resolve(&key, &value, host, *port)?);
+            }
+            match brokers.first() {
+                Some((_, host, port)) => {
+                    if brokers.len() > 1 {
+                        self.warnings.push(format!(
+                            "{key}: only the first client listener ({host}:{port}) is used"
+                        ));
+                    }
+                    self.config.listen = resolve(&key, &value, host, *port)?;
+                }
+                None if self
+                    .roles
+                    .as_ref()
+                    .is_some_and(|(_, r)| r.trim() == "controller") => {}
+                None => return Err(invalid(&key, &value, "no client (non-CONTROLLER) listener")),
+            }
         }
+        if let Some(value) = self.listen_flag.take() {
+            let (host, port) = parse_listener("--listen", &value, &mut self.warnings)?;
+            self.config.listen = resolve("--listen", &value, &host, port)?;
+        }
+        self.config.cluster = self.cluster(controller_listen)?;
         let (host, port) = match self.advertised.take() {
             Some((key, value)) => {
                 let (host, port) = parse_listener(&key, &value, &mut self.warnings)?;
@@ -1520,6 +1633,184 @@ impl Builder {
         self.config.advertised_port = port;
         Ok((self.config, self.warnings))
     }
+}
+
+impl Builder {
+    /// The KRaft settings, checked together: roles, voters, this node's
+    /// place among them and its CONTROLLER listener.
+    fn cluster(
+        &mut self,
+        controller_listen: Option<SocketAddr>,
+    ) -> Result<Option<ClusterConfig>, ConfigError> {
+        let Some((roles_key, roles)) = self.roles.take() else {
+            if let Some((key, value)) = &self.voters {
+                return Err(invalid(
+                    key,
+                    value,
+                    "needs process.roles (broker, controller or broker,controller)",
+                ));
+            }
+            return Ok(None);
+        };
+        let mut broker = false;
+        let mut controller = false;
+        for role in roles.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "broker" => broker = true,
+                "controller" => controller = true,
+                other => {
+                    return Err(invalid(
+                        &roles_key,
+                        &roles,
+                        format!("unknown role {other:?} (broker, controller)"),
+                    ))
+                }
+            }
+        }
+        if !broker && !controller {
+            return Err(invalid(
+                &roles_key,
+                &roles,
+                "expected broker, controller or both",
+            ));
+        }
+        let Some((voters_key, voters_value)) = self.voters.take() else {
+            return Err(invalid(
+                &roles_key,
+                &roles,
+                "needs controller.quorum.voters",
+            ));
+        };
+        let voters = parse_voters(&voters_key, &voters_value)?;
+        let node_id = self.config.node_id;
+        if controller && !voters.iter().any(|v| v.id == node_id) {
+            return Err(invalid(
+                &voters_key,
+                &voters_value,
+                format!("this node ({node_id}) has the controller role but is not a voter"),
+            ));
+        }
+        if !controller && voters.iter().any(|v| v.id == node_id) {
+            return Err(invalid(
+                &voters_key,
+                &voters_value,
+                format!("node {node_id} is a voter but process.roles has no controller"),
+            ));
+        }
+        if controller && controller_listen.is_none() {
+            return Err(invalid(
+                "listeners",
+                "",
+                "a controller needs a listener named in controller.listener.names (CONTROLLER://host:port)",
+            ));
+        }
+        Ok(Some(ClusterConfig {
+            broker,
+            controller,
+            voters,
+            controller_listen,
+            cluster_id: self.cluster_id.take(),
+            heartbeat_interval_ms: self.heartbeat_interval_ms.unwrap_or(2_000),
+            session_timeout_ms: self.session_timeout_ms.unwrap_or(9_000),
+            offsets_topic_replication_factor: self.offsets_replication_factor.unwrap_or(3),
+        }))
+    }
+}
+
+/// Parses `controller.quorum.voters`: `id@host:port,...`.
+fn parse_voters(key: &str, value: &str) -> Result<Vec<Voter>, ConfigError> {
+    let mut voters: Vec<Voter> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| invalid(key, value, format!("{item:?}: expected id@host:port")))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| invalid(key, value, format!("{item:?}: bad node id")))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(key, value, format!("{item:?}: expected host:port")))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| invalid(key, value, format!("{item:?}: bad port")))?;
+        if voters.iter().any(|v| v.id == id) {
+            return Err(invalid(key, value, format!("node {id} listed twice")));
+        }
+        voters.push(Voter {
+            id,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+        });
+    }
+    if voters.is_empty() {
+        return Err(invalid(key, value, "no voter"));
+    }
+    voters.sort_by_key(|v| v.id);
+    Ok(voters)
+}
+
+/// Parses every listener of `listeners`: (NAME, host, port). A name maps to
+/// its security protocol through `listener.security.protocol.map`
+/// (PLAINTEXT and CONTROLLER map to PLAINTEXT when not listed); only
+/// PLAINTEXT is supported.
+fn parse_listeners(
+    key: &str,
+    value: &str,
+    protocol_map: Option<&(String, String)>,
+) -> Result<Vec<(String, String, u16)>, ConfigError> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    if let Some((_, v)) = protocol_map {
+        for pair in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if let Some((name, protocol)) = pair.split_once(':') {
+                map.insert(
+                    name.trim().to_ascii_uppercase(),
+                    protocol.trim().to_ascii_uppercase(),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, rest) = match item.split_once("://") {
+            Some((name, rest)) => (name.trim().to_ascii_uppercase(), rest),
+            None => ("PLAINTEXT".to_string(), item),
+        };
+        let protocol = map.get(&name).cloned().unwrap_or_else(|| {
+            if name == "CONTROLLER" {
+                "PLAINTEXT".into()
+            } else {
+                name.clone()
+            }
+        });
+        if protocol != "PLAINTEXT" {
+            return Err(invalid(
+                key,
+                value,
+                format!("{name}: only PLAINTEXT listeners are supported"),
+            ));
+        }
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(key, value, "expected host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| invalid(key, value, "expected a port number"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        out.push((name, host, port));
+    }
+    if out.is_empty() {
+        return Err(invalid(key, value, "expected PLAINTEXT://host:port"));
+    }
+    Ok(out)
 }
 
 /// Keeps the most precise of the retention/roll keys (ms < minutes < hours).
@@ -1972,9 +2263,9 @@ pub fn parse_command_line<I: IntoIterator<Item = String>>(
     }
     for (flag, value) in flags {
         match flag.as_str() {
-            "--listen" => builder
-                .set("listeners", &value)
-                .map_err(|e| rename(e, "--listen"))?,
+            // The client listener only: CONTROLLER listeners of
+            // `listeners` stay.
+            "--listen" => builder.listen_flag = Some(value),
             "--data-dir" => builder
                 .set("log.dirs", &value)
                 .map_err(|e| rename(e, "--data-dir"))?,
@@ -2158,6 +2449,88 @@ mod tests {
         let (c, _) = run(&["--override", "ringbroker.log.sync.scope=filesystem"]).unwrap();
         assert!(c.log_sync_filesystem);
         assert!(run(&["--override", "ringbroker.log.sync.scope=disk"]).is_err());
+    }
+
+    /// The cluster command of the README: combined nodes, Kafka's keys.
+    #[test]
+    fn kraft_cluster_settings() {
+        let common = [
+            "--override",
+            "process.roles=broker,controller",
+            "--override",
+            "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097",
+            "--override",
+            "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+            "--override",
+            "controller.listener.names=CONTROLLER",
+        ];
+        let mut args = vec!["--node-id", "1", "--listen", "127.0.0.1:9092"];
+        args.extend(common);
+        let (c, _) = run(&args).unwrap();
+        let cluster = c.cluster.expect("cluster mode");
+        assert!(cluster.broker && cluster.controller);
+        assert_eq!(cluster.voters.len(), 3);
+        assert_eq!(cluster.voters[1].port, 9095);
+        assert_eq!(
+            cluster.controller_listen,
+            Some("127.0.0.1:9093".parse().unwrap())
+        );
+        assert_eq!(c.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(
+            cluster.voter_addr(3),
+            Some("127.0.0.1:9097".parse().unwrap())
+        );
+        assert_eq!(
+            (cluster.heartbeat_interval_ms, cluster.session_timeout_ms),
+            (2000, 9000)
+        );
+        // Not a voter but a controller; a voter without the role; no roles.
+        let mut args = vec!["--node-id", "7"];
+        args.extend(common);
+        assert!(run(&args).unwrap_err().to_string().contains("not a voter"));
+        assert!(run(&[
+            "--node-id",
+            "1",
+            "--override",
+            "process.roles=broker",
+            "--override",
+            "controller.quorum.voters=1@127.0.0.1:9093"
+        ])
+        .unwrap_err()
+        .to_string()
+        .contains("no controller"));
+        assert!(run(&["--override", "controller.quorum.voters=1@h:1"])
+            .unwrap_err()
+            .to_string()
+            .contains("process.roles"));
+        assert!(run(&["--override", "process.roles=broker,zookeeper"]).is_err());
+        // A broker-only node needs no CONTROLLER listener of its own.
+        let (c, _) = run(&[
+            "--node-id",
+            "4",
+            "--override",
+            "process.roles=broker",
+            "--override",
+            "controller.quorum.voters=1@127.0.0.1:9093",
+        ])
+        .unwrap();
+        let cluster = c.cluster.expect("cluster");
+        assert!(cluster.broker && !cluster.controller && cluster.controller_listen.is_none());
+        // No cluster keys: the single node.
+        assert!(run(&[]).unwrap().0.cluster.is_none());
+        // Bad voter lists.
+        for bad in ["x@h:1", "1@h", "1@h:1,1@h:2", ""] {
+            assert!(
+                run(&[
+                    "--override",
+                    "process.roles=broker",
+                    "--override",
+                    &format!("controller.quorum.voters={bad}")
+                ])
+                .is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
