@@ -2,7 +2,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
@@ -14,9 +13,8 @@ use crate::shard::Shard;
 pub fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: DescribeClusterRequest,
 ) -> Result<Response, DispatchError> {
-    let request: DescribeClusterRequest = ctx.decode(&mut body)?;
     let config = &shard.config;
     let broker = DescribeClusterBroker::default()
         .with_broker_id(BrokerId(config.node_id))

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -28,9 +27,8 @@ pub const RESOURCE_BROKER: i8 = 4;
 pub fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: DescribeConfigsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: DescribeConfigsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let config = &shard.config;
     let results = request

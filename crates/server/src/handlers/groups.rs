@@ -26,9 +26,8 @@ fn opt_string(s: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> 
 pub fn find_coordinator(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: FindCoordinatorRequest,
 ) -> Result<Response, DispatchError> {
-    let request: FindCoordinatorRequest = ctx.decode(&mut body)?;
     let config = &shard.config;
     let answer = |key: &str| -> (i16, Option<&'static str>) {
         if request.key_type != 0 {
@@ -96,9 +95,8 @@ async fn call(shard: &Rc<Shard>, group: &str, request: GroupCall) -> Option<Grou
 pub async fn join_group(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: JoinGroupRequest,
 ) -> Result<Response, DispatchError> {
-    let r: JoinGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let request = GroupCall::Join(crate::coordinator::JoinArgs {
         version: ctx.version,
@@ -159,9 +157,8 @@ pub async fn join_group(
 pub async fn sync_group(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: SyncGroupRequest,
 ) -> Result<Response, DispatchError> {
-    let r: SyncGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let request = GroupCall::Sync(SyncArgs {
         group: group.clone(),
@@ -195,9 +192,8 @@ pub async fn sync_group(
 pub async fn heartbeat(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: HeartbeatRequest,
 ) -> Result<Response, DispatchError> {
-    let r: HeartbeatRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let request = GroupCall::Heartbeat {
         group: group.clone(),
@@ -216,9 +212,8 @@ pub async fn heartbeat(
 pub async fn leave_group(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: LeaveGroupRequest,
 ) -> Result<Response, DispatchError> {
-    let r: LeaveGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
         r.members
@@ -267,9 +262,8 @@ pub async fn leave_group(
 pub async fn offset_commit(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: OffsetCommitRequest,
 ) -> Result<Response, DispatchError> {
-    let r: OffsetCommitRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let catalog = shard.catalog();
     let mut offsets = Vec::new();
@@ -360,9 +354,12 @@ async fn fetch_group(
     }
 }
 
+/// (partition, offset, leader epoch, metadata) rows of each topic.
+type TopicRows = Vec<(String, Vec<(i32, i64, i32, Option<String>)>)>;
+
 /// Groups rows by topic, keeping first-seen order.
-fn by_topic(rows: FetchRows) -> Vec<(String, Vec<(i32, i64, i32, Option<String>)>)> {
-    let mut out: Vec<(String, Vec<(i32, i64, i32, Option<String>)>)> = Vec::new();
+fn by_topic(rows: FetchRows) -> TopicRows {
+    let mut out: TopicRows = Vec::new();
     for (t, p, o, e, m) in rows {
         match out.iter_mut().find(|(name, _)| *name == t) {
             Some((_, parts)) => parts.push((p, o, e, m)),
@@ -376,9 +373,8 @@ fn by_topic(rows: FetchRows) -> Vec<(String, Vec<(i32, i64, i32, Option<String>)
 pub async fn offset_fetch(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: OffsetFetchRequest,
 ) -> Result<Response, DispatchError> {
-    let r: OffsetFetchRequest = ctx.decode(&mut body)?;
     let epoch = |e: i32| if ctx.version >= 5 { e } else { -1 };
     if ctx.version >= 8 {
         let mut groups = Vec::with_capacity(r.groups.len());
@@ -458,9 +454,8 @@ pub async fn offset_fetch(
 pub async fn list_groups(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: ListGroupsRequest,
 ) -> Result<Response, DispatchError> {
-    let r: ListGroupsRequest = ctx.decode(&mut body)?;
     let states: Vec<String> = r
         .states_filter
         .iter()
@@ -488,9 +483,8 @@ pub async fn list_groups(
 pub async fn describe_groups(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: DescribeGroupsRequest,
 ) -> Result<Response, DispatchError> {
-    let r: DescribeGroupsRequest = ctx.decode(&mut body)?;
     let mut groups = Vec::with_capacity(r.groups.len());
     for g in &r.groups {
         let name = group_id(g);
@@ -550,9 +544,8 @@ pub async fn describe_groups(
 pub async fn delete_groups(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: DeleteGroupsRequest,
 ) -> Result<Response, DispatchError> {
-    let r: DeleteGroupsRequest = ctx.decode(&mut body)?;
     let mut results = Vec::with_capacity(r.groups_names.len());
     for g in &r.groups_names {
         let name = group_id(g);
@@ -577,9 +570,8 @@ pub async fn delete_groups(
 pub async fn offset_delete(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: OffsetDeleteRequest,
 ) -> Result<Response, DispatchError> {
-    let r: OffsetDeleteRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let partitions: Vec<(String, i32)> = r
         .topics

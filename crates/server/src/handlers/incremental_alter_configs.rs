@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
@@ -103,9 +102,8 @@ fn apply_ops(
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: IncrementalAlterConfigsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: IncrementalAlterConfigsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let mut outcomes: Vec<Result<(), (ErrorCode, String)>> = Vec::new();
     let mut changes = Vec::new();

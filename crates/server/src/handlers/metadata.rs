@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -81,9 +80,8 @@ fn error_entry(name: Option<&str>, code: ErrorCode) -> MetadataResponseTopic {
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: MetadataRequest,
 ) -> Result<Response, DispatchError> {
-    let request: MetadataRequest = ctx.decode(&mut body)?;
     // v0: an empty list means all topics; v1+: null means all topics.
     let wanted = match &request.topics {
         None => None,

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
@@ -18,9 +17,8 @@ use ringbroker_protocol::limits::PRODUCE_TIMEOUT_MS_MAX;
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: ProduceRequest,
 ) -> Result<Response, DispatchError> {
-    let request: ProduceRequest = ctx.decode(&mut body)?;
     let acks = request.acks;
     let names: Vec<String> = request
         .topic_data
