@@ -145,6 +145,40 @@ fn default_body(key: ApiKey, version: i16) -> Vec<u8> {
     }
 }
 
+/// `(key, value)` records as one batch in `compression`.
+fn records_batch(records: &[(Bytes, Option<Bytes>)], compression: Compression) -> Vec<u8> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode");
+    buf.to_vec()
+}
+
 /// `n` uncompressed idempotent batches stamped from `base`, with the
 /// offset and time indexes the append path builds (an entry per batch).
 fn segment(base: i64, n: i32) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
@@ -238,6 +272,10 @@ fn main() {
         "batch",
         &with_steering(1, &offsets_batch(&records, 1)),
     );
+    for (i, compression) in COMPRESSIONS.into_iter().enumerate().skip(1) {
+        let batch = records_batch(&records, compression);
+        write(&dir, &format!("batch-{i}"), &with_steering(1, &batch));
+    }
     for (i, (key, value)) in records.iter().enumerate() {
         let mut raw = vec![if value.is_some() { 0 } else { 2 }, key.len() as u8];
         raw.extend_from_slice(key);
@@ -268,4 +306,9 @@ fn main() {
     let mut only_active = vec![0x11, 0, 0, 0, 0, 0, 0];
     only_active.extend_from_slice(&segment(0, 4).0);
     write(&dir, "active-only", &only_active);
+    for (i, compression) in COMPRESSIONS.into_iter().enumerate().skip(1) {
+        let mut input = vec![0x11, 0, 0, 0, 0, 0, 0];
+        input.extend_from_slice(&encoded_batch(compression, 4, false));
+        write(&dir, &format!("active-compressed-{i}"), &input);
+    }
 }

@@ -222,7 +222,7 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         });
     }
     match header.compression_code() {
-        0 => check_records(&buf[BATCH_HEADER_LEN..], header.record_count)?,
+        0 => check_records(&buf[BATCH_HEADER_LEN..], &header)?,
         1..=4 => {}
         other => return Err(BatchError::UnknownCompression(other)),
     }
@@ -266,7 +266,12 @@ impl Cursor<'_> {
     }
 }
 
-fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
+/// Checks the framing of the uncompressed `records` of the batch with
+/// `header`: every record's length, fields and headers fit, offset deltas
+/// run 0, 1, ..., timestamps (base plus delta) fit an i64, and there are
+/// exactly `record_count` records.
+pub(crate) fn check_records(records: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    let count = header.record_count;
     let mut cursor = Cursor {
         buf: records,
         pos: 0,
@@ -289,7 +294,11 @@ fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
             pos: start,
         };
         r.byte().ok_or(bad(index, "missing attributes"))?;
-        r.varint().ok_or(bad(index, "bad timestamp delta"))?;
+        let timestamp_delta = r.varint().ok_or(bad(index, "bad timestamp delta"))?;
+        header
+            .base_timestamp
+            .checked_add(timestamp_delta)
+            .ok_or(bad(index, "timestamp out of range"))?;
         let offset_delta = r.varint32().ok_or(bad(index, "bad offset delta"))?;
         if offset_delta != index {
             return Err(bad(index, "offset delta out of sequence"));
@@ -633,6 +642,25 @@ mod tests {
         let h =
             validate_batch(&build_batch(0, Some(p), &[(None, b"a"), (None, b"b")])).expect("valid");
         assert_eq!(h.last_sequence(), 0);
+    }
+
+    /// Regression (found by fuzz target consumer_offsets): a timestamp
+    /// delta that overflows the base timestamp made the reference record
+    /// decoder overflow; such a record is malformed.
+    #[test]
+    fn timestamps_past_i64_are_refused() {
+        let mut batch = build_batch(0, None, &[(None, b"a"), (None, b"b")]);
+        batch[27..35].copy_from_slice(&i64::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            validate_batch(&batch),
+            Err(BatchError::BadRecord {
+                index: 1,
+                reason: "timestamp out of range"
+            })
+        );
+        assert!(validate_batch(&build_batch(i64::MAX, None, &[(None, b"a")])).is_ok());
     }
 
     proptest! {

@@ -46,6 +46,10 @@ pub const BLOCKING_THREADS_PER_SHARD: usize = 4;
 pub const UNSYNCED_BYTES_PER_PARTITION_MAX: u64 = 16 * 1024 * 1024;
 /// Bytes preallocated at a time ahead of the active segment's end.
 pub const SEGMENT_PREALLOCATE_BYTES: u64 = 64 * 1024 * 1024;
+/// Most bytes the records of one compressed batch may decompress to where
+/// the broker decodes records (`__consumer_offsets` replay, ListOffsets by
+/// timestamp); the produce and fetch paths never decompress.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Size of the v2 record-batch header.
 pub const BATCH_HEADER_BYTES: usize = 61;
 
@@ -54,3 +58,4 @@ const _: () = assert!(FETCH_RESPONSE_BYTES_MAX <= REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(SHARD_PENDING_WRITE_BYTES_MAX > REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX < i32::MAX as usize);
 const _: () = assert!(PRODUCER_BATCHES_REMEMBERED >= 5);
+const _: () = assert!(DECOMPRESSED_BATCH_BYTES_MAX >= FETCH_RESPONSE_BYTES_MAX);

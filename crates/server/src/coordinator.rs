@@ -426,7 +426,7 @@ impl Coordinator {
                 let mut next = offset;
                 for item in ringbroker_protocol::batch::batches(&bytes) {
                     match item {
-                        Ok((header, _)) => next = header.last_offset() + 1,
+                        Ok((header, _)) => next = header.last_offset().saturating_add(1),
                         Err(_) => break,
                     }
                 }

@@ -24,6 +24,7 @@ use crate::segment::{file_name, Segment};
 use crate::writer::{SegmentWriter, WriteMode};
 use ringbroker_protocol::batch::{self, BatchError};
 use ringbroker_protocol::frame::FileSlice;
+use ringbroker_protocol::records::RecordsError;
 
 /// Name of the producer-state snapshot file in a partition directory.
 pub const PRODUCER_SNAPSHOT_FILE: &str = "producer.snapshot";
@@ -707,11 +708,16 @@ impl PartitionLog {
         }
         let mut buf = vec![0u8; header.total_len()];
         segment.read_file.read_exact_at(&mut buf, position)?;
-        let mut bytes = Bytes::from(buf);
-        let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let found = decoded
-            .records
+        let records = match ringbroker_protocol::records::decode_records(&buf) {
+            Ok(records) => records,
+            // Too large to decompress here: the batch's first offset, which
+            // a consumer seeking by time reads from (a few older records).
+            Err(RecordsError::TooLarge { .. }) => {
+                return Ok(Some((header.base_offset, header.max_timestamp)))
+            }
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        };
+        let found = records
             .iter()
             .find(|r| r.timestamp >= timestamp_ms)
             .map(|r| (r.offset, r.timestamp));
