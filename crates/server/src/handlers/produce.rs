@@ -43,6 +43,9 @@ pub async fn handle(
                 Some(ErrorCode::TransactionalIdAuthorizationFailed)
             } else if meta.is_none_or(|m| data.index < 0 || data.index >= m.partitions) {
                 Some(ErrorCode::UnknownTopicOrPartition)
+            } else if meta.is_some_and(|m| m.is_internal()) {
+                // Only the coordinator writes __consumer_offsets (as Kafka).
+                Some(ErrorCode::InvalidTopicException)
             } else if data.records.as_ref().is_none_or(|r| r.is_empty()) {
                 Some(ErrorCode::CorruptMessage)
             } else {
