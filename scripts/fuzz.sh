@@ -8,7 +8,8 @@
 # Stable toolchain: cargo-fuzz passes nightly-only flags (-Zsanitizer=...,
 # -Cllvm-args for coverage); RUSTC_BOOTSTRAP=1 lets the stable compiler
 # accept them. AddressSanitizer works this way; FUZZ_SANITIZER=none
-# builds without a sanitizer (about twice the executions per second).
+# builds without a sanitizer (faster, catches only panics, aborts, hangs
+# and memory growth).
 #
 # Environment:
 #   FUZZ_SECONDS     seconds per target (default 60)
@@ -58,20 +59,23 @@ for target in $targets; do
         -print_final_stats=1 ${FUZZ_ARGS:-}) >"$log" 2>&1 || status=$?
     wall=$((SECONDS - start))
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    fuzzed=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -n 1)
     corpus=$(find "fuzz/corpus/$target" -type f | wc -l)
     if [ "$status" -ne 0 ]; then
         artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
         grep -E "panicked at|ERROR:|SUMMARY:" "$log" | head -n 5 || true
         echo "   reproducer: ${artifact:-see $log}"
         failed+=("$target")
-        summary+=("$(printf '%-18s %12s %8s %8s  CRASH (exit %s)' "$target" "${runs:-?}" "$wall" "$corpus" "$status")")
+        summary+=("$(printf '%-18s %12s %8s %8s %8s  CRASH (exit %s)' "$target" "${runs:-?}" "${fuzzed:-?}" "$wall" "$corpus" "$status")")
     else
-        summary+=("$(printf '%-18s %12s %8s %8s  ok' "$target" "${runs:-?}" "$wall" "$corpus")")
+        summary+=("$(printf '%-18s %12s %8s %8s %8s  ok' "$target" "${runs:-?}" "${fuzzed:-?}" "$wall" "$corpus")")
     fi
 done
 
 echo
-printf '%-18s %12s %8s %8s  %s\n' target executions wall_s corpus result
+# fuzz_s: libFuzzer's own time; wall_s adds cargo's check (or a rebuild)
+# and loading the corpus.
+printf '%-18s %12s %8s %8s %8s  %s\n' target executions fuzz_s wall_s corpus result
 for line in "${summary[@]}"; do
     echo "$line"
 done
