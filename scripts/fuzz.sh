@@ -5,11 +5,13 @@
 # (panic, abort, sanitizer report, out-of-memory or hang); the reproducer
 # stays in fuzz/artifacts/<target>/. Not part of CI.
 #
-# Stable toolchain: cargo-fuzz passes nightly-only flags (-Zsanitizer=...,
-# -Cllvm-args for coverage); RUSTC_BOOTSTRAP=1 lets the stable compiler
-# accept them. AddressSanitizer works this way; FUZZ_SANITIZER=none
-# builds without a sanitizer (faster, catches only panics, aborts, hangs
-# and memory growth).
+# Stable toolchain: with a sanitizer, cargo-fuzz passes the nightly-only
+# -Zsanitizer flag to every crate; RUSTC_BOOTSTRAP=1 lets the stable
+# compiler accept it (AddressSanitizer works this way; build-script probes
+# in crates such as anyhow and thiserror then also see "nightly"). With
+# FUZZ_SANITIZER=none the coverage flags are all stable and no
+# RUSTC_BOOTSTRAP is set: several times the executions per second, but only
+# panics, aborts, hangs and memory growth are caught.
 #
 # Environment:
 #   FUZZ_SECONDS     seconds per target (default 60)
@@ -25,7 +27,9 @@ seconds=${FUZZ_SECONDS:-60}
 sanitizer=${FUZZ_SANITIZER:-address}
 rss_mb=${FUZZ_RSS_MB:-4096}
 timeout_s=${FUZZ_TIMEOUT:-10}
-export RUSTC_BOOTSTRAP=1
+if [ "$sanitizer" != none ]; then
+    export RUSTC_BOOTSTRAP=1
+fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
