@@ -42,6 +42,15 @@ def test_garbage_closes_only_that_connection(broker, payload):
     assert broker.alive()
 
 
+def test_produce_to_the_offsets_topic_is_refused(broker):
+    # Only the group coordinator writes __consumer_offsets (Kafka answers
+    # clients INVALID_TOPIC_EXCEPTION); its records are replayed at start.
+    s = connect(broker.port)
+    s.sendall(request(0, 3, 1, produce_v3("__consumer_offsets", 0, record_batch([b"x"]))))
+    assert produce_v3_error(read_response(s)) == 17
+    api_versions(s)
+
+
 def test_truncated_frame_then_close(broker):
     s = connect(broker.port)
     s.sendall(struct.pack(">i", 100) + b"\x00" * 10)

@@ -10,8 +10,6 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
-
 use crate::group::{Group, Member};
 use crate::records::{self, Entry, StoredGroup};
 use crate::types::{GroupState, OffsetsPartition, Protocol};
@@ -47,16 +45,16 @@ pub fn decode_chunk(chunk: &[u8]) -> Result<DecodedChunk, LoadError> {
     for item in batches(chunk) {
         match item {
             Ok((header, range)) => {
-                let mut bytes = Bytes::copy_from_slice(&chunk[range]);
-                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(
-                    |e| {
+                // Only the bounded decoder: a compressed batch can claim
+                // any decompressed size.
+                let records =
+                    ringbroker_protocol::records::decode_records(&chunk[range]).map_err(|e| {
                         LoadError(format!(
                             "batch at offset {} does not decode: {e}",
                             header.base_offset
                         ))
-                    },
-                )?;
-                for record in set.records {
+                    })?;
+                for record in records {
                     if record.control {
                         continue;
                     }
@@ -66,7 +64,7 @@ pub fn decode_chunk(chunk: &[u8]) -> Result<DecodedChunk, LoadError> {
                         }
                     }
                 }
-                next_offset = Some(header.last_offset() + 1);
+                next_offset = Some(header.last_offset().saturating_add(1));
             }
             Err(BatchError::Truncated { .. }) if next_offset.is_some() => break,
             Err(e) => {
@@ -197,6 +195,7 @@ fn restore(g: &mut Group, stored: StoredGroup) {
 mod tests {
     use super::*;
     use crate::records::{CommittedOffset, StoredMember};
+    use bytes::Bytes;
 
     fn offset(o: i64) -> CommittedOffset {
         CommittedOffset {

@@ -305,11 +305,13 @@ pub fn entries(batches_bytes: &[u8]) -> Vec<Entry> {
     let mut out = Vec::new();
     for item in ringbroker_protocol::batch::batches(batches_bytes) {
         let Ok((_, range)) = item else { break };
-        let mut b = Bytes::copy_from_slice(&batches_bytes[range]);
-        let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut b) else {
+        // Bounded: a compressed batch that decompresses to more than
+        // DECOMPRESSED_BATCH_BYTES_MAX or holds malformed records is skipped.
+        let Ok(records) = ringbroker_protocol::records::decode_records(&batches_bytes[range])
+        else {
             continue;
         };
-        for record in set.records {
+        for record in records {
             if let Some(key) = &record.key {
                 if let Some(entry) = decode(key, record.value.as_ref()) {
                     out.push(entry);

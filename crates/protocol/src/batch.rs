@@ -228,7 +228,7 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         });
     }
     match header.compression_code() {
-        0 => check_records(&buf[BATCH_HEADER_LEN..], header.record_count)?,
+        0 => check_records(&buf[BATCH_HEADER_LEN..], &header)?,
         1..=4 => {}
         other => return Err(BatchError::UnknownCompression(other)),
     }
@@ -272,18 +272,24 @@ impl Cursor<'_> {
     }
 }
 
-fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
-    walk_records(records, count, |_, _| {})
+/// Checks the framing of the uncompressed `records` of the batch with
+/// `header`: every record's length, fields and headers fit, offset deltas
+/// run 0, 1, ..., timestamps (base plus delta) fit an i64, and there are
+/// exactly `record_count` records.
+pub(crate) fn check_records(records: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    walk_records(records, header, |_, _| {})
 }
 
-/// Walks the `count` records in `records` (uncompressed record bytes),
-/// checking the framing of each, and calls `visit(index, key_length)` for
-/// each (key length -1 for a null key). Allocates nothing.
+/// Walks the records of the batch with `header` in `records` (uncompressed
+/// record bytes), checking the framing of each as [`check_records`] does,
+/// and calls `visit(index, key_length)` for each (key length -1 for a null
+/// key). Allocates nothing.
 fn walk_records(
     records: &[u8],
-    count: i32,
+    header: &BatchHeader,
     mut visit: impl FnMut(i32, i32),
 ) -> Result<(), BatchError> {
+    let count = header.record_count;
     let mut cursor = Cursor {
         buf: records,
         pos: 0,
@@ -306,7 +312,11 @@ fn walk_records(
             pos: start,
         };
         r.byte().ok_or(bad(index, "missing attributes"))?;
-        r.varint().ok_or(bad(index, "bad timestamp delta"))?;
+        let timestamp_delta = r.varint().ok_or(bad(index, "bad timestamp delta"))?;
+        header
+            .base_timestamp
+            .checked_add(timestamp_delta)
+            .ok_or(bad(index, "timestamp out of range"))?;
         let offset_delta = r.varint32().ok_or(bad(index, "bad offset delta"))?;
         if offset_delta != index {
             return Err(bad(index, "offset delta out of sequence"));
@@ -364,7 +374,6 @@ fn walk_records(
 /// walk and the buffer dropped, the stored bytes stay as sent. An empty
 /// result means every record has a key.
 pub fn keyless_records(batch: &[u8]) -> Result<Vec<i32>, BatchError> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
     let header = parse_header(batch)?;
     let mut keyless = Vec::new();
     let mut visit = |index: i32, key_len: i32| {
@@ -379,18 +388,13 @@ pub fn keyless_records(batch: &[u8]) -> Result<Vec<i32>, BatchError> {
                 needed: header.total_len(),
                 available: batch.len(),
             })?;
-    let mut input = compressed;
-    let take = |b: &mut bytes::Bytes| Ok(b.clone());
     let plain = match header.compression_code() {
-        0 => return walk_records(compressed, header.record_count, visit).map(|()| keyless),
-        1 => Gzip::decompress(&mut input, take),
-        2 => Snappy::decompress(&mut input, take),
-        3 => Lz4::decompress(&mut input, take),
-        4 => Zstd::decompress(&mut input, take),
+        0 => return walk_records(compressed, &header, visit).map(|()| keyless),
+        code @ 1..=4 => crate::records::decompress_bounded(code, compressed)
+            .map_err(|e| BatchError::Decompression(e.to_string()))?,
         other => return Err(BatchError::UnknownCompression(other)),
-    }
-    .map_err(|e| BatchError::Decompression(e.to_string()))?;
-    walk_records(&plain, header.record_count, &mut visit)?;
+    };
+    walk_records(&plain, &header, &mut visit)?;
     Ok(keyless)
 }
 
@@ -767,6 +771,25 @@ mod tests {
         let h =
             validate_batch(&build_batch(0, Some(p), &[(None, b"a"), (None, b"b")])).expect("valid");
         assert_eq!(h.last_sequence(), 0);
+    }
+
+    /// Regression (found by fuzz target consumer_offsets): a timestamp
+    /// delta that overflows the base timestamp made the reference record
+    /// decoder overflow; such a record is malformed.
+    #[test]
+    fn timestamps_past_i64_are_refused() {
+        let mut batch = build_batch(0, None, &[(None, b"a"), (None, b"b")]);
+        batch[27..35].copy_from_slice(&i64::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            validate_batch(&batch),
+            Err(BatchError::BadRecord {
+                index: 1,
+                reason: "timestamp out of range"
+            })
+        );
+        assert!(validate_batch(&build_batch(i64::MAX, None, &[(None, b"a")])).is_ok());
     }
 
     proptest! {

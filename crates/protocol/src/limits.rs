@@ -55,6 +55,10 @@ pub const CONTROLLER_LINK_QUEUE_FRAMES: usize = 1024;
 /// Longest a request to the controller (registration, heartbeat, forwarded
 /// metadata change) waits for its answer.
 pub const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Most bytes the records of one compressed batch may decompress to where
+/// the broker decodes records (`__consumer_offsets` replay, ListOffsets by
+/// timestamp); the produce and fetch paths never decompress.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Size of the v2 record-batch header.
 pub const BATCH_HEADER_BYTES: usize = 61;
 /// Bytes a fetch reads at a time while scanning batch headers forward from
@@ -68,3 +72,4 @@ const _: () = assert!(SHARD_PENDING_WRITE_BYTES_MAX > REQUEST_BYTES_MAX_DEFAULT)
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX < i32::MAX as usize);
 const _: () = assert!(PRODUCER_BATCHES_REMEMBERED >= 5);
 const _: () = assert!(HEADER_SCAN_WINDOW_BYTES >= BATCH_HEADER_BYTES);
+const _: () = assert!(DECOMPRESSED_BATCH_BYTES_MAX >= FETCH_RESPONSE_BYTES_MAX);

@@ -17,9 +17,21 @@ pub enum IndexError {
     /// Entries are not strictly increasing.
     #[error("index entry {0} is out of order")]
     OutOfOrder(usize),
+    /// An entry's offset (base offset plus relative offset) is past i64::MAX.
+    #[error("index entry {0} is past the largest offset")]
+    OffsetOverflow(usize),
+}
+
+/// The absolute offset of entry `i`, which must fit an i64 (lookups add
+/// the base offset to relative offsets without checking).
+fn absolute(base_offset: i64, relative: u32, i: usize) -> Result<i64, IndexError> {
+    base_offset
+        .checked_add(i64::from(relative))
+        .ok_or(IndexError::OffsetOverflow(i))
 }
 
 /// Offset → file position, one entry every `index.interval.bytes`.
+/// Invariant: `base_offset + relative` fits an i64 for every entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OffsetIndex {
     base_offset: i64,
@@ -118,6 +130,7 @@ impl OffsetIndex {
                     return Err(IndexError::OutOfOrder(i));
                 }
             }
+            absolute(base_offset, rel, i)?;
             entries.push((rel, pos));
         }
         Ok(OffsetIndex {
@@ -128,6 +141,7 @@ impl OffsetIndex {
 }
 
 /// Timestamp → offset: an entry whenever a segment's max timestamp grows.
+/// Invariant: `base_offset + relative` fits an i64 for every entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimeIndex {
     base_offset: i64,
@@ -231,6 +245,7 @@ impl TimeIndex {
                     return Err(IndexError::OutOfOrder(i));
                 }
             }
+            absolute(base_offset, rel, i)?;
             entries.push((ts, rel));
         }
         Ok(TimeIndex {
@@ -298,5 +313,29 @@ mod tests {
         let decoded = TimeIndex::decode(0, &index.encode()).expect("decodes");
         assert_eq!(decoded, index);
         assert!(TimeIndex::decode(0, &[1; 13]).is_err());
+    }
+
+    /// Regression (found by fuzz target segment_recovery): a segment named
+    /// near i64::MAX with an index entry past it made lookups overflow.
+    #[test]
+    fn entries_past_the_largest_offset_are_refused() {
+        let base = i64::MAX - 1;
+        let entry = |rel: u32, pos: u32| [rel.to_be_bytes(), pos.to_be_bytes()].concat();
+        assert_eq!(
+            OffsetIndex::decode(base, &entry(2, 1)),
+            Err(IndexError::OffsetOverflow(0))
+        );
+        let index = OffsetIndex::decode(base, &entry(1, 1)).expect("fits");
+        assert_eq!(index.lookup(i64::MAX), (i64::MAX, 1));
+        assert_eq!(index.lookup(0), (base, 0));
+
+        let entry = |ts: i64, rel: u32| [&ts.to_be_bytes()[..], &rel.to_be_bytes()].concat();
+        assert_eq!(
+            TimeIndex::decode(base, &entry(5, 2)),
+            Err(IndexError::OffsetOverflow(0))
+        );
+        let index = TimeIndex::decode(base, &entry(5, 1)).expect("fits");
+        assert_eq!(index.lookup(6), Some(i64::MAX));
+        assert_eq!(index.max_timestamp(), Some((5, i64::MAX)));
     }
 }

@@ -32,8 +32,6 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::error::{Result, StorageError};
 use ringbroker_protocol::batch::{parse_header, BatchHeader, BATCH_HEADER_LEN};
 use ringbroker_protocol::frame::FileSlice;
@@ -312,16 +310,24 @@ fn exact_record_for_timestamp(
     }
     let mut buf = vec![0u8; header.total_len()];
     view.file.read_exact_at(&mut buf, position)?;
-    let mut bytes = Bytes::from(buf);
-    let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
-        StorageError::CorruptBatch {
-            segment_base: view.base_offset,
-            position,
-            reason: e.to_string(),
+    // Records decode only through the bounded decoder: a batch a client
+    // compressed can claim any size.
+    let records = match ringbroker_protocol::records::decode_records(&buf) {
+        Ok(records) => records,
+        // Too large to decompress here: the batch's first offset, which a
+        // consumer seeking by time reads from (a few older records).
+        Err(ringbroker_protocol::records::RecordsError::TooLarge { .. }) => {
+            return Ok(Some((header.base_offset, header.max_timestamp)))
         }
-    })?;
-    let found = decoded
-        .records
+        Err(e) => {
+            return Err(StorageError::CorruptBatch {
+                segment_base: view.base_offset,
+                position,
+                reason: e.to_string(),
+            })
+        }
+    };
+    let found = records
         .iter()
         .find(|r| r.timestamp >= timestamp_ms)
         .map(|r| (r.offset, r.timestamp));

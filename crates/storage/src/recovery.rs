@@ -159,7 +159,20 @@ pub fn scan_segment(
             ));
             break;
         }
-        let last_offset = header.last_offset();
+        // The base offset lies outside the CRC: a damaged one can claim
+        // offsets with no successor.
+        let Some(after_last) = header
+            .base_offset
+            .checked_add(i64::from(header.last_offset_delta))
+            .and_then(|last| last.checked_add(1))
+        else {
+            stop_reason = Some(format!(
+                "batch at byte {position} has base offset {} past the largest offset",
+                header.base_offset
+            ));
+            break;
+        };
+        let last_offset = after_last - 1;
         first_offset.get_or_insert(header.base_offset);
         bytes_since_index += total;
         if should_index(bytes_since_index, index_interval_bytes) && position <= u64::from(u32::MAX)
@@ -191,7 +204,7 @@ pub fn scan_segment(
         if epoch >= 0 && epoch_starts.last().is_none_or(|(e, _)| epoch > *e) {
             epoch_starts.push((epoch, header.base_offset));
         }
-        next_offset = last_offset + 1;
+        next_offset = after_last;
         batch_count += 1;
         position += total;
     }
@@ -338,6 +351,27 @@ mod tests {
         bytes.extend_from_slice(&copy);
         let r = recover_segment(&file_with(&bytes), 0, 4096).expect("scan");
         assert_eq!(r.valid_len, ends[1]);
+    }
+
+    /// Regression: a batch whose base offset leaves no room for its
+    /// records (a damaged base offset; it lies outside the CRC) made the
+    /// next offset overflow to i64::MIN.
+    #[test]
+    fn offsets_past_i64_stop_the_scan() {
+        let (mut bytes, _, _, ends) = segment(0, 3, 4096);
+        let second = ends[0] as usize;
+        stamp_base_offset(&mut bytes[second..], i64::MAX - 1);
+        let r = recover_segment(&file_with(&bytes), 0, 4096).expect("scan");
+        assert_eq!((r.valid_len, r.next_offset, r.batch_count), (ends[0], 2, 1));
+        assert!(r
+            .stop_reason
+            .as_deref()
+            .is_some_and(|s| s.contains("past the largest offset")));
+        // A batch ending just below the largest offset is kept.
+        let (mut bytes, _, _, ends) = segment(0, 1, 4096);
+        stamp_base_offset(&mut bytes, i64::MAX - 2);
+        let r = recover_segment(&file_with(&bytes), 0, 4096).expect("scan");
+        assert_eq!((r.valid_len, r.next_offset), (ends[0], i64::MAX));
     }
 
     proptest! {

@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
@@ -18,9 +17,8 @@ use crate::shard::Shard;
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: AlterConfigsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: AlterConfigsRequest = ctx.decode(&mut body)?;
     let resources = request
         .resources
         .iter()

@@ -2,7 +2,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
@@ -16,9 +15,8 @@ use ringbroker_protocol::errors::ErrorCode;
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: CreatePartitionsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: CreatePartitionsRequest = ctx.decode(&mut body)?;
     let guards: Vec<Option<(i16, String)>> = request
         .topics
         .iter()

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -39,9 +38,8 @@ fn failure(code: ErrorCode, message: String) -> AdminResult {
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: CreateTopicsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: CreateTopicsRequest = ctx.decode(&mut body)?;
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for topic in &request.topics {
         *counts.entry(topic.name.0.as_str()).or_default() += 1;

@@ -8,7 +8,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -24,9 +23,8 @@ use ringbroker_protocol::errors::ErrorCode;
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: DeleteRecordsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: DeleteRecordsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let node = shard.config.node_id;
     // Guard clauses; the partitions this broker leads go to their owners

@@ -2,7 +2,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -24,9 +23,8 @@ type Wanted = (Option<String>, Uuid, Option<(i16, String)>);
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: DeleteTopicsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: DeleteTopicsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     // (name if resolved, id as asked, error if any)
     let wanted: Vec<Wanted> = if ctx.version >= 6 {

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
@@ -16,9 +15,8 @@ use crate::shard::Shard;
 pub fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: DescribeClusterRequest,
 ) -> Result<Response, DispatchError> {
-    let request: DescribeClusterRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let brokers = catalog
         .brokers

@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -20,9 +19,8 @@ use crate::shard::Shard;
 pub fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: DescribeConfigsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: DescribeConfigsRequest = ctx.decode(&mut body)?;
     let results = request
         .resources
         .iter()

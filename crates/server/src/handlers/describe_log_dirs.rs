@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -61,9 +60,8 @@ fn wanted_partitions(shard: &Shard, request: &DescribeLogDirsRequest) -> Vec<Par
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: DescribeLogDirsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: DescribeLogDirsRequest = ctx.decode(&mut body)?;
     let parts = wanted_partitions(shard, &request);
     let sizes = shard.partition_sizes(parts.clone()).await;
     let dir = std::path::absolute(&shard.config.data_dir)

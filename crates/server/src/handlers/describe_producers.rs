@@ -6,7 +6,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
@@ -22,9 +21,8 @@ use ringbroker_protocol::errors::ErrorCode;
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: DescribeProducersRequest,
 ) -> Result<Response, DispatchError> {
-    let request: DescribeProducersRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let node = shard.config.node_id;
     // Guard clauses first; the partitions this broker holds are asked of

@@ -6,7 +6,6 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::messages::FetchRequest;
 
 use crate::dispatch::{Context, DispatchError, Response};
@@ -31,9 +30,8 @@ type TopicLayout = (String, [u8; 16], Vec<(i32, Slot)>);
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: FetchRequest,
 ) -> Result<Response, DispatchError> {
-    let request: FetchRequest = ctx.decode(&mut body)?;
     let started = Instant::now();
     let wait_ms = u64::try_from(request.max_wait_ms.max(0))
         .unwrap_or(0)

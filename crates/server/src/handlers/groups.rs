@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -46,9 +45,8 @@ fn expect<T>(reply: Reply, pick: impl FnOnce(Reply) -> Option<T>, unavailable: T
 pub fn find_coordinator(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: FindCoordinatorRequest,
 ) -> Result<Response, DispatchError> {
-    let request: FindCoordinatorRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     // (error, message, broker) for one key.
     let answer = |key: &str| -> (ErrorCode, Option<&'static str>, Option<&BrokerMeta>) {
@@ -115,9 +113,8 @@ pub fn find_coordinator(
 pub async fn join_group(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: JoinGroupRequest,
 ) -> Result<Response, DispatchError> {
-    let r: JoinGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let member_id = r.member_id.to_string();
     let request = JoinRequest {
@@ -192,9 +189,8 @@ pub async fn join_group(
 pub async fn sync_group(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: SyncGroupRequest,
 ) -> Result<Response, DispatchError> {
-    let r: SyncGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let request = SyncRequest {
         group: group.clone(),
@@ -232,9 +228,8 @@ pub async fn sync_group(
 pub async fn heartbeat(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: HeartbeatRequest,
 ) -> Result<Response, DispatchError> {
-    let r: HeartbeatRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let request = rg::HeartbeatRequest {
         group: group.clone(),
@@ -257,9 +252,8 @@ pub async fn heartbeat(
 pub async fn leave_group(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: LeaveGroupRequest,
 ) -> Result<Response, DispatchError> {
-    let r: LeaveGroupRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let members: Vec<LeavingMember> = if ctx.version >= 3 {
         r.members
@@ -319,9 +313,8 @@ pub async fn leave_group(
 pub async fn offset_commit(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: OffsetCommitRequest,
 ) -> Result<Response, DispatchError> {
-    let r: OffsetCommitRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let catalog = shard.catalog();
     let mut offsets = Vec::new();
@@ -423,9 +416,8 @@ fn by_topic(offsets: Vec<FetchedOffset>) -> Vec<(String, Vec<FetchedOffset>)> {
 pub async fn offset_fetch(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: OffsetFetchRequest,
 ) -> Result<Response, DispatchError> {
-    let r: OffsetFetchRequest = ctx.decode(&mut body)?;
     let epoch = |e: i32| if ctx.version >= 5 { e } else { -1 };
     if ctx.version >= 8 {
         let mut groups = Vec::with_capacity(r.groups.len());
@@ -508,9 +500,8 @@ pub async fn offset_fetch(
 pub async fn list_groups(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: ListGroupsRequest,
 ) -> Result<Response, DispatchError> {
-    let r: ListGroupsRequest = ctx.decode(&mut body)?;
     let lower = |filter: &[StrBytes]| -> Vec<String> {
         filter.iter().map(|s| s.to_ascii_lowercase()).collect()
     };
@@ -546,9 +537,8 @@ pub async fn list_groups(
 pub async fn describe_groups(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: DescribeGroupsRequest,
 ) -> Result<Response, DispatchError> {
-    let r: DescribeGroupsRequest = ctx.decode(&mut body)?;
     let mut groups = Vec::with_capacity(r.groups.len());
     for g in &r.groups {
         let name = group_id(g);
@@ -613,9 +603,8 @@ pub async fn describe_groups(
 pub async fn delete_groups(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: DeleteGroupsRequest,
 ) -> Result<Response, DispatchError> {
-    let r: DeleteGroupsRequest = ctx.decode(&mut body)?;
     let mut results = Vec::with_capacity(r.groups_names.len());
     for g in &r.groups_names {
         let name = group_id(g);
@@ -640,9 +629,8 @@ pub async fn delete_groups(
 pub async fn offset_delete(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    r: OffsetDeleteRequest,
 ) -> Result<Response, DispatchError> {
-    let r: OffsetDeleteRequest = ctx.decode(&mut body)?;
     let group = group_id(&r.group_id);
     let partitions: Vec<(String, i32)> = r
         .topics

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::dispatch::{Context, DispatchError, Response};
@@ -14,9 +13,8 @@ use ringbroker_protocol::errors::ErrorCode;
 pub fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: InitProducerIdRequest,
 ) -> Result<Response, DispatchError> {
-    let request: InitProducerIdRequest = ctx.decode(&mut body)?;
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -19,9 +18,8 @@ use ringbroker_protocol::errors::ErrorCode;
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: ListOffsetsRequest,
 ) -> Result<Response, DispatchError> {
-    let request: ListOffsetsRequest = ctx.decode(&mut body)?;
     let catalog = shard.catalog();
     let mut parts = Vec::new();
     let mut rows: Vec<Vec<Result<(usize, i32), i16>>> = Vec::new();

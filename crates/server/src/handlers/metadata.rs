@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -103,9 +102,8 @@ fn error_entry(name: Option<&str>, code: ErrorCode) -> MetadataResponseTopic {
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: MetadataRequest,
 ) -> Result<Response, DispatchError> {
-    let request: MetadataRequest = ctx.decode(&mut body)?;
     let mut catalog = shard.catalog();
     // v0: an empty list means all topics; v1+: null means all topics.
     let wanted = match &request.topics {

@@ -1,5 +1,6 @@
-//! One module per Kafka API. Each handler decodes its request, answers
-//! guard clauses with error codes, makes one call into the shard, encodes.
+//! One module per Kafka API. Each handler takes its request decoded by
+//! `dispatch::decode_request`, answers guard clauses with error codes,
+//! makes one call into the shard, encodes.
 
 pub mod alter_configs;
 pub mod api_versions;

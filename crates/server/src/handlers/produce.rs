@@ -24,9 +24,8 @@ use ringbroker_protocol::limits::PRODUCE_TIMEOUT_MS_MAX;
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
-    mut body: Bytes,
+    request: ProduceRequest,
 ) -> Result<Response, DispatchError> {
-    let request: ProduceRequest = ctx.decode(&mut body)?;
     let acks = request.acks;
     let names: Vec<String> = request
         .topic_data
