@@ -384,7 +384,7 @@ def test_api_versions_advertise_the_new_apis(broker):
     assert versions[35] == (1, 4), "DescribeLogDirs"
     assert versions[61] == (0, 0), "DescribeProducers"
     assert versions[44] == (0, 1), "IncrementalAlterConfigs"
-    assert 21 not in versions, "DeleteRecords is not implemented"
+    assert versions[21] == (0, 2), "DeleteRecords"
 
 
 # The Java Admin table in the report: what works and what does not.
@@ -394,7 +394,7 @@ WORKING_ADMIN_CALLS = {
     "createPartitions", "deleteTopics", "listOffsets", "describeLogDirs", "describeReplicaLogDirs",
     "listConsumerGroups", "listGroups", "alterConsumerGroupOffsets", "listConsumerGroupOffsets",
     "describeConsumerGroups", "describeClassicGroups", "deleteConsumerGroupOffsets", "deleteConsumerGroups",
-    "describeFeatures", "describeProducers",
+    "describeFeatures", "describeProducers", "deleteRecords",
 }
 
 
@@ -404,7 +404,6 @@ def test_java_admin_survey(broker, java):
     results = {l.split()[1]: l.split(maxsplit=2)[2] for l in lines if l.startswith("SURVEY")}
     for call in WORKING_ADMIN_CALLS:
         assert results[call].startswith("OK"), (call, results[call])
-    assert results["deleteRecords"].startswith("ERROR UnsupportedVersionException")
     assert results["removeMembersFromConsumerGroup"].startswith("ERROR UnknownMemberIdException")
 
 
