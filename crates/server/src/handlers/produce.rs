@@ -50,6 +50,9 @@ pub async fn handle(
                 Some(ErrorCode::TransactionalIdAuthorizationFailed)
             } else if meta.is_none_or(|m| m.partition(data.index).is_none()) {
                 Some(ErrorCode::UnknownTopicOrPartition)
+            } else if meta.is_some_and(|m| m.is_internal()) {
+                // Only the coordinator writes __consumer_offsets (as Kafka).
+                Some(ErrorCode::InvalidTopicException)
             } else if acks == -1
                 && meta
                     .and_then(|m| m.partition(data.index))
