@@ -191,7 +191,21 @@ pub struct QuorumNode {
     compacting: bool,
     /// The leader's node id as last seen (raft's soft state).
     leader: Option<i32>,
+    /// Ticks and peer messages that arrived while a ready cycle was in
+    /// flight: raft must not produce messages between `ready` and
+    /// `advance` unless it leads, so they are fed in after `end_ready`.
+    deferred: Vec<Deferred>,
 }
+
+/// Input held back during a ready cycle.
+enum Deferred {
+    Tick,
+    Step(Message),
+}
+
+/// Inputs held back during one ready cycle at most; beyond, peer messages
+/// are dropped (raft retries them).
+const DEFERRED_MAX: usize = 4096;
 
 /// A slog drain that forwards raft's log lines to the `log` crate.
 fn logger() -> slog::Logger {
@@ -257,6 +271,7 @@ impl QuorumNode {
                 disk,
                 snapshot,
                 in_flight: None,
+                deferred: Vec::new(),
                 compacting: false,
                 leader: None,
             },
@@ -266,12 +281,26 @@ impl QuorumNode {
 
     /// Advances raft's clock by one tick.
     pub fn tick(&mut self) {
+        if self.in_flight.is_some() {
+            self.deferred.push(Deferred::Tick);
+            return;
+        }
         self.node.tick();
     }
 
     /// Takes a message from a peer. Messages from unknown or stale peers are
     /// ignored by raft.
     pub fn step(&mut self, message: Message) -> Result<(), QuorumError> {
+        if self.in_flight.is_some() {
+            if self.deferred.len() < DEFERRED_MAX {
+                self.deferred.push(Deferred::Step(message));
+            }
+            return Ok(());
+        }
+        self.step_now(message)
+    }
+
+    fn step_now(&mut self, message: Message) -> Result<(), QuorumError> {
         match self.node.step(message) {
             Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => Ok(()),
             Err(e) => Err(e.into()),
@@ -411,6 +440,18 @@ impl QuorumNode {
         send.extend(light.take_messages());
         let apply = committed(light.take_committed_entries());
         self.node.advance_apply();
+        for input in std::mem::take(&mut self.deferred) {
+            match input {
+                Deferred::Tick => {
+                    self.node.tick();
+                }
+                Deferred::Step(message) => {
+                    if let Err(e) = self.step_now(message) {
+                        log::debug!("raft step: {e}");
+                    }
+                }
+            };
+        }
         EndStep { send, apply }
     }
 

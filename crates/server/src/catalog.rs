@@ -149,6 +149,10 @@ pub struct Catalog {
     /// Group configs (consumer.session.timeout.ms, ...) by group id.
     #[serde(default)]
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The first producer id not handed out yet (cluster mode: brokers
+    /// take blocks of ids from here, so ids are unique in the cluster).
+    #[serde(default)]
+    pub next_producer_id: i64,
     /// Incremented on every change.
     pub version: u64,
 }

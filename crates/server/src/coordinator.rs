@@ -66,7 +66,9 @@ pub fn placement(shard: &Shard, group: &str) -> (i32, ShardId) {
         .catalog()
         .topics
         .get(OFFSETS_TOPIC)
-        .map_or(1, |m| m.partition_count());
+        .map_or(shard.config.offsets_topic_num_partitions, |m| {
+            m.partition_count()
+        });
     let partition = records::partition_for(group, partitions);
     (partition, shard.owner(OFFSETS_TOPIC, partition))
 }
@@ -178,13 +180,45 @@ impl GroupCoordinator {
         .detach();
     }
 
-    /// Loads every local `__consumer_offsets` partition (startup).
+    /// Loads every local `__consumer_offsets` partition this node leads
+    /// (startup).
     pub fn load(&self, shard: &Rc<Shard>) {
+        self.sync_leadership(shard);
+    }
+
+    /// Serves exactly the local `__consumer_offsets` partitions this node
+    /// leads: loads those it gained (replaying their records), unloads
+    /// those it lost (waiting requests are answered NOT_COORDINATOR).
+    pub fn sync_leadership(&self, shard: &Rc<Shard>) {
+        let catalog = shard.catalog();
+        let me = shard.config.node_id;
+        let leads = |index: i32| {
+            catalog
+                .topics
+                .get(OFFSETS_TOPIC)
+                .and_then(|m| m.partition(index))
+                .is_some_and(|p| p.leader == me)
+        };
+        let loaded: std::collections::HashSet<i32> = self
+            .machine
+            .borrow()
+            .partitions()
+            .into_iter()
+            .map(|(p, _)| p.0)
+            .collect();
+        for index in loaded.iter().copied().filter(|i| !leads(*i)) {
+            self.step(
+                shard,
+                Event::Unload {
+                    partition: OffsetsPartition(index),
+                },
+            );
+        }
         let mut partitions: Vec<_> = shard
             .partitions
             .borrow()
             .values()
-            .filter(|p| p.topic == OFFSETS_TOPIC)
+            .filter(|p| p.topic == OFFSETS_TOPIC && leads(p.index) && !loaded.contains(&p.index))
             .cloned()
             .collect();
         partitions.sort_by_key(|p| p.index);

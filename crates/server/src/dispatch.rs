@@ -298,8 +298,8 @@ pub async fn dispatch(shard: &Rc<Shard>, body: Bytes, client_host: &str) -> Resp
             handlers::incremental_alter_configs::handle(shard, &ctx, r).await
         }
         Request::DescribeCluster(r) => handlers::describe_cluster::handle(shard, &ctx, r),
-        Request::InitProducerId(r) => handlers::init_producer_id::handle(shard, &ctx, r),
-        Request::FindCoordinator(r) => handlers::groups::find_coordinator(shard, &ctx, r),
+        Request::InitProducerId(r) => handlers::init_producer_id::handle(shard, &ctx, r).await,
+        Request::FindCoordinator(r) => handlers::groups::find_coordinator(shard, &ctx, r).await,
         Request::JoinGroup(r) => handlers::groups::join_group(shard, &ctx, r).await,
         Request::SyncGroup(r) => handlers::groups::sync_group(shard, &ctx, r).await,
         Request::Heartbeat(r) => handlers::groups::heartbeat(shard, &ctx, r).await,

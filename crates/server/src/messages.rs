@@ -105,7 +105,7 @@ pub struct ProducersResult {
 }
 
 /// Metadata changes, executed by shard 0 one at a time.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum AdminRequest {
     /// Create topics (name, partitions, config overrides).
     CreateTopics {
@@ -134,8 +134,22 @@ pub enum AdminRequest {
     SetGroupConfigs(Vec<(String, BTreeMap<String, String>)>),
 }
 
+impl AdminRequest {
+    /// How many items the request has (each gets one result).
+    pub fn items(&self) -> usize {
+        match self {
+            AdminRequest::CreateTopics { topics, .. } => topics.len(),
+            AdminRequest::DeleteTopics(names) => names.len(),
+            AdminRequest::CreatePartitions { topics, .. } => topics.len(),
+            AdminRequest::SetTopicConfigs(items)
+            | AdminRequest::SetBrokerConfigs(items)
+            | AdminRequest::SetGroupConfigs(items) => items.len(),
+        }
+    }
+}
+
 /// A topic to create.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     /// Topic name.
     pub name: String,
@@ -152,7 +166,7 @@ pub struct NewTopic {
 }
 
 /// Partitions to add to a topic.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NewPartitions {
     /// Topic name.
     pub topic: String,
@@ -164,7 +178,7 @@ pub struct NewPartitions {
 }
 
 /// Per-item outcome of an admin request: Kafka error code and message.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AdminResult {
     /// Kafka error code (0 = none).
     pub error_code: i16,
@@ -220,6 +234,11 @@ pub enum ShardRequest {
     ApplyCatalog(Arc<Catalog>),
     /// A group API call for a group this shard coordinates.
     Group(ringbroker_groups::Request),
+    /// A cluster-unique producer id (shard 0 of a cluster node).
+    ProducerId,
+    /// Have the controller create `__consumer_offsets` (shard 0 of a
+    /// cluster node).
+    CreateOffsetsTopic,
 }
 
 /// Answers to [`ShardRequest`]s, variant for variant.
@@ -244,4 +263,6 @@ pub enum ShardResponse {
     Applied(Option<String>),
     /// The coordinator's answer.
     Group(ringbroker_groups::Reply),
+    /// A producer id, or a Kafka error code.
+    ProducerId(Result<i64, i16>),
 }

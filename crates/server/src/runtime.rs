@@ -314,7 +314,10 @@ fn insert_offsets_topic(catalog: &mut Catalog, config: &BrokerConfig) {
 pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
     let config = Arc::new(config);
     let _lock = prepare_data_dir(&config.data_dir)?;
-    check_port(&config)?;
+    let serves_clients = config.cluster.as_ref().is_none_or(|c| c.broker);
+    if serves_clients {
+        check_port(&config)?;
+    }
     check_io_uring()?;
     check_limits(config.shards)?;
     if config.log_write_mode == ringbroker_storage::writer::WriteMode::Direct {
@@ -325,13 +328,29 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
             "log.flush.interval.messages is not enforced; ringbroker syncs on acks=all (group commit) and every log.flush.interval.ms"
         );
     }
-    let mut catalog = Catalog::load_or_create(&config.data_dir).map_err(|e| {
-        fail(format!(
-            "cannot load topic metadata from {}: {e}",
-            config.data_dir.display()
-        ))
-    })?;
-    prepare_catalog(&mut catalog, &config)?;
+    // A cluster node's metadata comes from the quorum's log; a single node
+    // keeps its own catalog.
+    let (catalog, meta) = match &config.cluster {
+        Some(cluster) => {
+            let meta = crate::cluster::node::preflight(&config, cluster).map_err(fail)?;
+            let catalog = Catalog {
+                cluster_id: meta.cluster_id.clone().unwrap_or_default(),
+                controller_id: -1,
+                ..Catalog::default()
+            };
+            (catalog, Some(meta))
+        }
+        None => {
+            let mut catalog = Catalog::load_or_create(&config.data_dir).map_err(|e| {
+                fail(format!(
+                    "cannot load topic metadata from {}: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
+            prepare_catalog(&mut catalog, &config)?;
+            (catalog, None)
+        }
+    };
     let catalog = Arc::new(catalog);
     let log_starts = Arc::new(
         crate::log_starts::load(&config.data_dir).unwrap_or_else(|e| {
@@ -384,13 +403,22 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
             let log_starts = (*log_starts).clone();
             let ready = ready_tx.clone();
             let drained = drained_tx.clone();
+            let meta = meta.clone();
             async move {
                 let (Some(endpoint), Some(stop)) = (endpoint, stop) else {
                     let _ignored = ready.send(Err(format!("{id}: started twice")));
                     return;
                 };
                 let control = StopControl { stop, drained };
-                shard_main(id, config, catalog, endpoint, control, ready, log_starts).await;
+                let start = ShardStart {
+                    id,
+                    config,
+                    catalog,
+                    endpoint,
+                    log_starts,
+                    meta,
+                };
+                shard_main(start, control, ready).await;
             }
         }
     };
@@ -412,8 +440,13 @@ pub fn run(config: BrokerConfig) -> Result<(), StartupError> {
         }
     }
     log::info!(
-        "ringbroker {} listening on {} ({} shard(s), data dir {}, advertised as {}:{})",
+        "ringbroker {} {} {} ({} shard(s), data dir {}, advertised as {}:{})",
         env!("CARGO_PKG_VERSION"),
+        if serves_clients {
+            "listening on"
+        } else {
+            "controller only, no client listener; not"
+        },
         config.listen,
         shard_count,
         config.data_dir.display(),
@@ -487,16 +520,31 @@ struct StopControl {
     drained: mpsc::Sender<ShardId>,
 }
 
-/// The life of one shard: open its partitions, serve, shut down.
-async fn shard_main(
+/// What a shard starts from.
+struct ShardStart {
     id: ShardId,
     config: Arc<BrokerConfig>,
     catalog: Arc<Catalog>,
     endpoint: MeshEndpoint<ShardMessage>,
+    log_starts: crate::log_starts::LogStarts,
+    /// A cluster node's `meta.properties` (None on a single node).
+    meta: Option<crate::cluster::node::MetaProperties>,
+}
+
+/// The life of one shard: open its partitions, serve, shut down.
+async fn shard_main(
+    start: ShardStart,
     control: StopControl,
     ready: mpsc::Sender<Result<(), String>>,
-    log_starts: crate::log_starts::LogStarts,
 ) {
+    let ShardStart {
+        id,
+        config,
+        catalog,
+        endpoint,
+        log_starts,
+        meta,
+    } = start;
     let shard = match Shard::new(id, config.clone(), catalog, endpoint, log_starts) {
         Ok(shard) => shard,
         Err(e) => {
@@ -610,19 +658,34 @@ async fn shard_main(
         .ok()
     };
 
-    let listener = match bind_listener(config.listen, true) {
-        Ok(fd) => {
-            use std::os::fd::{FromRawFd, IntoRawFd};
-            // SAFETY: the descriptor is a listening TCP socket owned by nobody else.
-            unsafe { glommio::net::TcpListener::from_raw_fd(fd.into_raw_fd()) }
+    if let (Some(cluster), Some(meta), ShardId(0)) = (&config.cluster, meta, id) {
+        match crate::cluster::node::ClusterNode::start(&shard, cluster.clone(), meta) {
+            Ok(node) => *shard.cluster.borrow_mut() = Some(node),
+            Err(e) => {
+                let _ignored = ready.send(Err(e));
+                return;
+            }
         }
-        Err(e) => {
-            let _ignored = ready.send(Err(format!("cannot listen on {}: {e}", config.listen)));
-            return;
-        }
-    };
-    let _ignored = ready.send(Ok(()));
-    run_listener(shard.clone(), listener, control.stop.clone()).await;
+    }
+    if config.cluster.as_ref().is_some_and(|c| !c.broker) {
+        // A controller-only node serves no clients.
+        let _ignored = ready.send(Ok(()));
+        let _ignored = control.stop.recv_async().await;
+    } else {
+        let listener = match bind_listener(config.listen, true) {
+            Ok(fd) => {
+                use std::os::fd::{FromRawFd, IntoRawFd};
+                // SAFETY: the descriptor is a listening TCP socket owned by nobody else.
+                unsafe { glommio::net::TcpListener::from_raw_fd(fd.into_raw_fd()) }
+            }
+            Err(e) => {
+                let _ignored = ready.send(Err(format!("cannot listen on {}: {e}", config.listen)));
+                return;
+            }
+        };
+        let _ignored = ready.send(Ok(()));
+        run_listener(shard.clone(), listener, control.stop.clone()).await;
+    }
     shard.begin_stop();
     // Requests waiting in the coordinator (JoinGroup, SyncGroup) are
     // answered NOT_COORDINATOR; clients find the coordinator again after

@@ -132,6 +132,8 @@ pub struct Shard {
     stopping: Cell<bool>,
     /// Fired when `stopping` is set.
     stop_event: event_listener::Event,
+    /// This node's part in a cluster (shard 0 of a cluster node only).
+    pub cluster: RefCell<Option<Rc<crate::cluster::node::ClusterNode>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -180,7 +182,7 @@ impl Shard {
         let offsets_partitions = catalog
             .topics
             .get(crate::coordinator::OFFSETS_TOPIC)
-            .map_or(1, |m| m.partition_count());
+            .map_or(config.offsets_topic_num_partitions, |m| m.partition_count());
         let groups = crate::coordinator::GroupCoordinator::new(
             crate::coordinator::coordinator_config(&config, offsets_partitions),
         )
@@ -207,6 +209,7 @@ impl Shard {
             groups,
             stopping: Cell::new(false),
             stop_event: event_listener::Event::new(),
+            cluster: RefCell::new(None),
         });
         shard.adopt_catalog(catalog.clone());
         shard.open_owned_partitions(&catalog)?;
@@ -498,7 +501,14 @@ impl Shard {
             }
             ShardRequest::Admin(admin) => ShardResponse::Admin(self.admin_local(admin).await),
             ShardRequest::ApplyCatalog(catalog) => {
-                ShardResponse::Applied(self.apply_catalog(catalog).await)
+                ShardResponse::Applied(self.adopt_and_serve(catalog).await)
+            }
+            ShardRequest::CreateOffsetsTopic => {
+                self.create_offsets_topic().await;
+                ShardResponse::Done
+            }
+            ShardRequest::ProducerId => {
+                ShardResponse::ProducerId(self.producer_id().await.map_err(|code| code.code()))
             }
             ShardRequest::Group(request) => {
                 ShardResponse::Group(self.groups.call(self, request).await)
@@ -1101,6 +1111,19 @@ impl Shard {
         let Ok(_permit) = self.admin_lock.acquire_permit(1).await else {
             return vec![AdminResult::default()];
         };
+        let cluster = self.cluster.borrow().clone();
+        if let Some(cluster) = cluster {
+            // The active controller changes the metadata; the answer comes
+            // once this node's shards hold the change.
+            let deletes_topics = matches!(request, AdminRequest::DeleteTopics(_));
+            let results = cluster.admin(request).await;
+            if deletes_topics {
+                if let Some(e) = self.record_log_starts(Vec::new()).await {
+                    log::error!("dropping log start offsets of deleted topics: {e}");
+                }
+            }
+            return results;
+        }
         let mut catalog = (*self.catalog()).clone();
         let opens_partitions = matches!(
             request,
@@ -1170,7 +1193,7 @@ impl Shard {
             .filter(|s| *s != self.id)
             .map(|s| self.call(s, ShardRequest::ApplyCatalog(catalog.clone())));
         let (local, remote) = futures::join!(
-            self.apply_catalog(catalog.clone()),
+            self.adopt_and_serve(catalog.clone()),
             futures::future::join_all(others)
         );
         local.or_else(|| {
@@ -1182,10 +1205,63 @@ impl Shard {
         })
     }
 
-    /// A new producer id, unique across shards and restarts: the clock in
-    /// milliseconds times 256, strictly increasing per shard, interleaved by
-    /// shard id.
-    pub fn next_producer_id(&self) -> i64 {
+    /// Adopts a new catalog and serves the group partitions it gives this
+    /// node's leadership of.
+    async fn adopt_and_serve(self: &Rc<Self>, catalog: Arc<Catalog>) -> Option<String> {
+        let failure = self.apply_catalog(catalog).await;
+        self.groups.sync_leadership(self);
+        failure
+    }
+
+    /// Publishes a metadata image from the cluster to every shard (shard
+    /// 0); returns the first failure to open partitions, if any.
+    pub async fn publish_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) -> Option<String> {
+        self.broadcast_catalog(catalog).await
+    }
+
+    /// Asks the controller for `__consumer_offsets` (a cluster node; via
+    /// shard 0). A single node creates it at start.
+    pub async fn create_offsets_topic(self: &Rc<Self>) {
+        if self.config.cluster.is_none() {
+            return;
+        }
+        if self.id != ShardId(0) {
+            let _ignored = self
+                .call(ShardId(0), ShardRequest::CreateOffsetsTopic)
+                .await;
+            return;
+        }
+        let cluster = self.cluster.borrow().clone();
+        if let Some(cluster) = cluster {
+            cluster.create_offsets_topic().await;
+        }
+    }
+
+    /// A new producer id, unique across shards and restarts; in a cluster,
+    /// unique across brokers (blocks from the controller, via shard 0).
+    pub async fn producer_id(self: &Rc<Self>) -> Result<i64, ErrorCode> {
+        if self.config.cluster.is_none() {
+            return Ok(self.next_producer_id());
+        }
+        if self.id != ShardId(0) {
+            return match self.call(ShardId(0), ShardRequest::ProducerId).await {
+                Some(ShardResponse::ProducerId(result)) => result.map_err(|code| {
+                    ErrorCode::from_code(code).unwrap_or(ErrorCode::UnknownServerError)
+                }),
+                _ => Err(ErrorCode::CoordinatorNotAvailable),
+            };
+        }
+        let cluster = self.cluster.borrow().clone();
+        match cluster {
+            Some(cluster) => cluster.producer_id().await,
+            None => Err(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+
+    /// A new producer id on a single node, unique across shards and
+    /// restarts: the clock in milliseconds times 256, strictly increasing
+    /// per shard, interleaved by shard id.
+    fn next_producer_id(&self) -> i64 {
         let candidate = (now_ms() << 8).max(self.producer_id_last.get() + 1);
         self.producer_id_last.set(candidate);
         candidate * self.count as i64 + self.id.0 as i64

@@ -258,6 +258,11 @@ impl<S: StateMachine + 'static> QuorumDriver<S> {
         self.node.borrow().is_leader()
     }
 
+    /// The current raft term.
+    pub fn term(&self) -> u64 {
+        self.node.borrow().term()
+    }
+
     /// The leader's node id, when known.
     pub fn leader(&self) -> Option<i32> {
         self.node.borrow().leader()

@@ -2,5 +2,9 @@
 //! listener (raft messages between voters, requests from brokers) and,
 //! above it, the controller quorum and broker membership.
 
+pub mod api;
+pub mod controller;
 pub mod driver;
+pub mod metadata;
+pub mod node;
 pub mod transport;

@@ -66,8 +66,13 @@ pub async fn handle(
         let meta = catalog.topics.get(&name);
         let mut slots = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
-            let slot = match meta {
-                Some(m) if m.partition(p.partition).is_some() => {
+            let slot = match meta.and_then(|m| m.partition(p.partition)) {
+                // Followers hold no data for consumers (no fetch from
+                // followers): the client goes to the leader.
+                Some(partition) if partition.leader != shard.config.node_id => {
+                    Slot::Error(ErrorCode::NotLeaderOrFollower.code())
+                }
+                Some(_) => {
                     parts.push(FetchPart {
                         topic: name.clone(),
                         partition: p.partition,

@@ -42,11 +42,16 @@ fn expect<T>(reply: Reply, pick: impl FnOnce(Reply) -> Option<T>, unavailable: T
 
 /// FindCoordinator: the coordinator of a group is the leader of the
 /// group's `__consumer_offsets` partition, as the catalog records it.
-pub fn find_coordinator(
+pub async fn find_coordinator(
     shard: &Rc<Shard>,
     ctx: &Context,
     request: FindCoordinatorRequest,
 ) -> Result<Response, DispatchError> {
+    if request.key_type == 0 && !shard.catalog().topics.contains_key(OFFSETS_TOPIC) {
+        // In a cluster the offsets topic is created on first use (as
+        // Kafka); the client retries COORDINATOR_NOT_AVAILABLE meanwhile.
+        shard.create_offsets_topic().await;
+    }
     let catalog = shard.catalog();
     // (error, message, broker) for one key.
     let answer = |key: &str| -> (ErrorCode, Option<&'static str>, Option<&BrokerMeta>) {

@@ -10,7 +10,7 @@ use crate::shard::Shard;
 use ringbroker_protocol::errors::ErrorCode;
 
 /// Handles InitProducerId.
-pub fn handle(
+pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &Context,
     request: InitProducerIdRequest,
@@ -30,7 +30,11 @@ pub fn handle(
     {
         (request.producer_id.0, request.producer_epoch + 1)
     } else {
-        (shard.next_producer_id(), 0)
+        match shard.producer_id().await {
+            Ok(id) => (id, 0),
+            // Clients retry (the controller may be electing).
+            Err(code) => return ctx.respond(&response.with_error_code(code.code())),
+        }
     };
     ctx.respond(
         &response

@@ -173,7 +173,16 @@ pub async fn handle(
     let response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(&catalog.cluster_id)))
-        .with_controller_id(BrokerId(catalog.controller_id))
+        // Every broker forwards admin requests to the active controller,
+        // so clients are pointed at this broker (as Kafka in KRaft mode
+        // points them at a live broker): a controller failover never
+        // leaves them waiting on a dead node. DescribeCluster names the
+        // active controller.
+        .with_controller_id(BrokerId(if shard.config.cluster.is_some() {
+            shard.config.node_id
+        } else {
+            catalog.controller_id
+        }))
         .with_topics(topics)
         .with_cluster_authorized_operations(authorized_operations_if(
             request.include_cluster_authorized_operations,

@@ -8,9 +8,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, topic_name};
 use crate::dispatch::{Context, DispatchError, Response};
@@ -50,6 +51,11 @@ pub async fn handle(
                 Some(ErrorCode::TransactionalIdAuthorizationFailed)
             } else if meta.is_none_or(|m| m.partition(data.index).is_none()) {
                 Some(ErrorCode::UnknownTopicOrPartition)
+            } else if meta
+                .and_then(|m| m.partition(data.index))
+                .is_some_and(|p| p.leader != shard.config.node_id)
+            {
+                Some(ErrorCode::NotLeaderOrFollower)
             } else if meta.is_some_and(|m| m.is_internal()) {
                 // Only the coordinator writes __consumer_offsets (as Kafka).
                 Some(ErrorCode::InvalidTopicException)
@@ -99,6 +105,9 @@ pub async fn handle(
     if acks == 0 {
         return Ok(Response::Nothing);
     }
+    // KIP-951: with NOT_LEADER_OR_FOLLOWER, the current leader and its
+    // endpoint, so the client re-routes without a metadata round trip.
+    let mut leaders = std::collections::BTreeSet::new();
     let responses = request
         .topic_data
         .iter()
@@ -110,7 +119,23 @@ pub async fn handle(
                 .zip(row)
                 .map(|(data, result)| {
                     let r = result.unwrap_or_else(|| failed(ErrorCode::UnknownServerError));
+                    let current_leader = (r.error_code == ErrorCode::NotLeaderOrFollower.code())
+                        .then(|| {
+                            catalog
+                                .topics
+                                .get(topic.name.0.as_str())
+                                .and_then(|m| m.partition(data.index))
+                        })
+                        .flatten()
+                        .filter(|p| p.leader >= 0)
+                        .map_or_else(LeaderIdAndEpoch::default, |p| {
+                            leaders.insert(p.leader);
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(p.leader))
+                                .with_leader_epoch(p.leader_epoch)
+                        });
                     PartitionProduceResponse::default()
+                        .with_current_leader(current_leader)
                         .with_index(data.index)
                         .with_error_code(r.error_code)
                         .with_base_offset(r.base_offset)
@@ -134,7 +159,22 @@ pub async fn handle(
                 .with_partition_responses(partitions)
         })
         .collect();
-    ctx.respond(&ProduceResponse::default().with_responses(responses))
+    let node_endpoints = leaders
+        .into_iter()
+        .filter_map(|id| catalog.brokers.get(&id).filter(|b| !b.fenced))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
+    ctx.respond(
+        &ProduceResponse::default()
+            .with_responses(responses)
+            .with_node_endpoints(node_endpoints),
+    )
 }
 
 fn failed(code: ErrorCode) -> ProduceResult {
