@@ -191,9 +191,11 @@ pub struct QuorumNode {
     compacting: bool,
     /// The leader's node id as last seen (raft's soft state).
     leader: Option<i32>,
-    /// Ticks and peer messages that arrived while a ready cycle was in
-    /// flight: raft must not produce messages between `ready` and
-    /// `advance` unless it leads, so they are fed in after `end_ready`.
+    /// Ticks, peer messages and proposals that arrived while a ready cycle
+    /// was in flight: between `ready` and `advance` raft must neither
+    /// produce messages (unless it leads) nor grow its unstable log (its
+    /// tail must still be the ready's last entry), so they are fed in
+    /// after `end_ready`.
     deferred: Vec<Deferred>,
 }
 
@@ -201,6 +203,7 @@ pub struct QuorumNode {
 enum Deferred {
     Tick,
     Step(Message),
+    Propose(Vec<u8>),
 }
 
 /// Inputs held back during one ready cycle at most; beyond, peer messages
@@ -313,6 +316,17 @@ impl QuorumNode {
         if !self.is_leader() {
             return Err(QuorumError::NotLeader);
         }
+        if self.in_flight.is_some() {
+            // Proposed after the cycle; if leadership is lost by then the
+            // record is dropped and its proposer times out or sees the new
+            // term.
+            self.deferred.push(Deferred::Propose(data));
+            return Ok(());
+        }
+        self.propose_now(data)
+    }
+
+    fn propose_now(&mut self, data: Vec<u8>) -> Result<(), QuorumError> {
         self.node.propose(Vec::new(), data).map_err(|e| match e {
             raft::Error::ProposalDropped => QuorumError::NotLeader,
             e => e.into(),
@@ -448,6 +462,11 @@ impl QuorumNode {
                 Deferred::Step(message) => {
                     if let Err(e) = self.step_now(message) {
                         log::debug!("raft step: {e}");
+                    }
+                }
+                Deferred::Propose(data) => {
+                    if let Err(e) = self.propose_now(data) {
+                        log::debug!("deferred proposal dropped: {e}");
                     }
                 }
             };

@@ -103,6 +103,8 @@ impl Sim {
 
     /// Runs ready cycles and delivers messages until nothing moves.
     fn settle(&mut self) {
+        // Proposals made while a leader's ready cycle is in flight.
+        let mut propose_budget = 2;
         for _ in 0..10_000 {
             let mut moved = false;
             for id in self.ids.clone() {
@@ -126,6 +128,13 @@ impl Sim {
                         }
                         self.network = kept;
                         voter.node.tick();
+                        if propose_budget > 0 && voter.node.is_leader() {
+                            propose_budget -= 1;
+                            voter
+                                .node
+                                .propose(b"during-ready".to_vec())
+                                .expect("leader");
+                        }
                     }
                     let persisted = match step.persist {
                         PersistJob::Append(job) => job.run().map(|()| crate::Persisted::Appended),

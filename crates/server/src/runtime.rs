@@ -686,6 +686,10 @@ async fn shard_main(
         let _ignored = ready.send(Ok(()));
         run_listener(shard.clone(), listener, control.stop.clone()).await;
     }
+    let cluster = shard.cluster.borrow().clone();
+    if let Some(cluster) = cluster {
+        cluster.controlled_shutdown().await;
+    }
     shard.begin_stop();
     // Requests waiting in the coordinator (JoinGroup, SyncGroup) are
     // answered NOT_COORDINATOR; clients find the coordinator again after

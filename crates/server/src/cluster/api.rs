@@ -26,6 +26,12 @@ pub enum ControllerRequest {
         /// The cluster its data directory belongs to, when formatted.
         cluster_id: Option<String>,
     },
+    /// A broker is shutting down: it leads nothing from now on (its
+    /// partitions move at once rather than after its session times out).
+    ControlledShutdown {
+        /// Its `node.id`.
+        broker_id: i32,
+    },
     /// A registered broker is alive.
     Heartbeat {
         /// Its `node.id`.

@@ -195,6 +195,15 @@ impl Controller {
         }
         let old = self.image();
         let mut new = old.clone();
+        if new.cluster_id.is_empty() {
+            // The first change of a new cluster also agrees its id, so no
+            // image with brokers or topics lacks one.
+            new.cluster_id = self
+                .cluster
+                .cluster_id
+                .clone()
+                .unwrap_or_else(new_cluster_id);
+        }
         let result = change(&mut new);
         let delta = metadata::diff(&old, &new);
         if delta.is_empty() {
@@ -278,6 +287,21 @@ impl Controller {
                     log::info!("broker {broker_id} unfenced");
                 }
                 ControllerResponse::Heartbeat { registered: true }
+            }
+            ControllerRequest::ControlledShutdown { broker_id } => {
+                if !self.driver.is_leader() {
+                    return not_controller(self.driver.leader());
+                }
+                let defaults = self.config.topic_defaults.clone();
+                match self.change(|c| fence_broker(c, broker_id, &defaults)).await {
+                    Ok(((), version)) => {
+                        log::info!(
+                            "broker {broker_id} is shutting down: fenced, its partitions moved"
+                        );
+                        ControllerResponse::Done { version }
+                    }
+                    Err(e) => e,
+                }
             }
             ControllerRequest::Admin(request) => {
                 let defaults = crate::admin::AdminDefaults {
@@ -385,20 +409,7 @@ impl Controller {
             };
             for id in expired {
                 let defaults = self.config.topic_defaults.clone();
-                let fenced = self
-                    .change(|c| {
-                        let unclean: HashMap<String, bool> = c
-                            .topics
-                            .values()
-                            .map(|t| {
-                                let topic = topic_config_from_overrides(&defaults, &t.configs)
-                                    .unwrap_or_else(|_| defaults.clone());
-                                (t.name.clone(), topic.unclean_leader_election_enable)
-                            })
-                            .collect();
-                        metadata::fence(c, id, |topic| unclean.get(topic).copied().unwrap_or(false))
-                    })
-                    .await;
+                let fenced = self.change(|c| fence_broker(c, id, &defaults)).await;
                 match fenced {
                     Ok(_) => log::warn!(
                         "broker {id} missed its session ({} ms): fenced, its partitions moved",
@@ -409,6 +420,23 @@ impl Controller {
             }
         }
     }
+}
+
+/// Fences broker `id`, electing uncleanly only in topics whose
+/// `unclean.leader.election.enable` (over the broker default) allows it.
+fn fence_broker(catalog: &mut Catalog, id: i32, defaults: &crate::config::TopicConfig) {
+    let unclean: HashMap<String, bool> = catalog
+        .topics
+        .values()
+        .map(|t| {
+            let topic = topic_config_from_overrides(defaults, &t.configs)
+                .unwrap_or_else(|_| defaults.clone());
+            (t.name.clone(), topic.unclean_leader_election_enable)
+        })
+        .collect();
+    metadata::fence(catalog, id, |topic| {
+        unclean.get(topic).copied().unwrap_or(false)
+    })
 }
 
 /// Creates `__consumer_offsets` (compacted) on up to `factor` live brokers

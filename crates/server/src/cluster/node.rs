@@ -306,6 +306,8 @@ pub struct ClusterNode {
     /// The unused part of this broker's producer id block: [next, end).
     producer_ids: Cell<(i64, i64)>,
     producer_ids_lock: glommio::sync::Semaphore,
+    /// Set at shutdown: no more heartbeats (they would unfence it).
+    stopping: Cell<bool>,
 }
 
 struct Handler(Rc<Controller>);
@@ -358,6 +360,7 @@ impl ClusterNode {
             meta: RefCell::new(meta),
             producer_ids: Cell::new((0, 0)),
             producer_ids_lock: glommio::sync::Semaphore::new(1),
+            stopping: Cell::new(false),
         });
         glommio::spawn_local(node.clone().follow_metadata(shard.clone())).detach();
         if node.cluster.broker {
@@ -417,6 +420,9 @@ impl ClusterNode {
                 }
             }
             glommio::timer::sleep(interval).await;
+            if self.stopping.get() {
+                return;
+            }
             let request = ControllerRequest::Heartbeat {
                 broker_id: self.config.node_id,
             };
@@ -558,10 +564,11 @@ impl ClusterNode {
             }
             Ok(ControllerResponse::Failed { code, message }) => (code, message),
             Ok(ControllerResponse::NotController { .. }) | Err(_) => (
-                ErrorCode::NotController.code(),
+                ErrorCode::RequestTimedOut.code(),
                 format!(
-                    "no active controller answered: {}",
-                    answer.err().unwrap_or_default()
+                    "no active controller within {} s (is a majority of the controller quorum running?): {}",
+                    ADMIN_TIMEOUT.as_secs(),
+                    answer.err().unwrap_or_else(|| "no leader elected".into())
                 ),
             ),
             Ok(other) => (
@@ -576,6 +583,30 @@ impl ClusterNode {
                 topic: None,
             })
             .collect()
+    }
+
+    /// Controlled shutdown: stops heartbeats and has the controller move
+    /// this broker's leaderships now (bounded; without a controller the
+    /// session timeout does it).
+    pub async fn controlled_shutdown(&self) {
+        self.stopping.set(true);
+        if !self.cluster.broker {
+            return;
+        }
+        let request = ControllerRequest::ControlledShutdown {
+            broker_id: self.config.node_id,
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        match self.client.call(&request, deadline).await {
+            Ok(ControllerResponse::Done { version }) => {
+                self.wait_published(version, deadline).await;
+                log::info!("controlled shutdown: leaderships moved to other brokers");
+            }
+            Ok(other) => log::warn!("controlled shutdown: {other:?}"),
+            Err(e) => {
+                log::warn!("controlled shutdown: {e}; the session timeout will fence this broker")
+            }
+        }
     }
 
     /// Asks the controller to create `__consumer_offsets` (FindCoordinator
