@@ -15,6 +15,7 @@ import base64
 import collections
 import itertools
 import json
+import pathlib
 import subprocess
 import time
 import uuid
@@ -30,6 +31,8 @@ from cluster import (INVALID_REPLICATION_FACTOR, LEADER_NOT_AVAILABLE, NONE, NOT
                      create_partitions, create_topic, create_topics, delete_topics, describe_cluster,
                      describe_configs, fetch_error, find_coordinator, incremental_alter_configs,
                      list_offsets, metadata, produce)
+
+JAVA_DIR = pathlib.Path(__file__).parent / "java"
 
 # Every node: no initial rebalance delay (groups form at once).
 FAST = {"group.initial.rebalance.delay.ms": "0"}
@@ -411,6 +414,26 @@ def test_kafka_python_through_a_non_leader(shared):
             values.extend(r.value for r in records)
     consumer.close()
     assert values == [b"k%d" % i for i in range(100)]
+
+
+def test_java_clients_through_a_non_leader(shared, tmp_path):
+    # Apache Kafka's Java client (idempotent producer, acks=all) finds the
+    # leaders of a topic spread over three brokers through one broker.
+    from test_java import classpath, run_java
+    cp = classpath()
+    subprocess.run(["javac", "-cp", cp, "-d", str(tmp_path),
+                    *[str(p) for p in (JAVA_DIR / "ProducerCheck.java", JAVA_DIR / "ConsumerCheck.java")]],
+                   check=True, timeout=180)
+    cp = f"{tmp_path}:{cp}"
+    via = shared.node(2)
+    assert create_topic(via.port, "routed-java", -1, -1, assignment=[[1], [2], [3]]) == NONE
+    shared.wait_topic("routed-java", 3, timeout=PROPAGATION)
+    acks = [l.split() for l in run_java(cp, "ProducerCheck", via.bootstrap, "routed-java", 300) if l.startswith("ACK")]
+    produced = {(int(p), int(o)): v for _, p, o, v in acks}
+    assert len(produced) == 300 and {p for p, _ in produced} == {0, 1, 2}
+    recs = [l.split() for l in run_java(cp, "ConsumerCheck", shared.node(3).bootstrap, "routed-java", 300)
+            if l.startswith("REC")]
+    assert {(int(p), int(o)): v for _, p, o, k, v in recs} == produced
 
 
 def test_kcat_through_a_non_leader(shared):

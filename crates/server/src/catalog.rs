@@ -36,6 +36,10 @@ pub struct BrokerMeta {
     /// A fenced broker leads nothing and is not listed to clients.
     #[serde(default)]
     pub fenced: bool,
+    /// Bumped at every registration (Kafka's broker epoch): heartbeats
+    /// from an older incarnation are refused.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 /// Replication metadata of one partition (Kafka's `PartitionRecord`).
@@ -389,6 +393,7 @@ mod tests {
             port: 9092,
             rack: None,
             fenced: false,
+            epoch: 0,
         };
         assert!(catalog.adopt_single_node(me.clone()));
         let p = catalog.topics["t"].partition(1).unwrap();

@@ -267,6 +267,7 @@ fn prepare_catalog(catalog: &mut Catalog, config: &BrokerConfig) -> Result<(), S
         port: config.advertised_port,
         rack: None,
         fenced: false,
+        epoch: 0,
     };
     let mut changed = catalog.adopt_single_node(me);
     if catalog.drop_removed_topic_configs() {

@@ -36,6 +36,8 @@ pub enum ControllerRequest {
     Heartbeat {
         /// Its `node.id`.
         broker_id: i32,
+        /// The epoch its registration got.
+        epoch: i64,
     },
     /// The metadata image if newer than `known_version`, waiting up to
     /// `wait_ms` for a change (any voter answers with what it has applied).
@@ -84,12 +86,15 @@ pub enum ControllerResponse {
         /// The cluster id the voter knows ("" before it is agreed).
         cluster_id: String,
     },
-    /// The broker is registered and unfenced.
-    Registered,
+    /// The broker is registered and unfenced, with a new broker epoch.
+    Registered {
+        /// Its broker epoch (heartbeats carry it).
+        epoch: i64,
+    },
     /// The answer to a heartbeat.
     Heartbeat {
-        /// False when the controller does not know the broker (it must
-        /// register again).
+        /// False when the controller does not know the broker or knows a
+        /// newer incarnation of it (it must register again).
         registered: bool,
     },
     /// The answer to `FetchMetadata`: the image when newer, and the
@@ -150,10 +155,16 @@ mod tests {
 
     #[test]
     fn requests_and_responses_round_trip_and_garbage_is_an_error() {
-        let r = ControllerRequest::Heartbeat { broker_id: 3 };
+        let r = ControllerRequest::Heartbeat {
+            broker_id: 3,
+            epoch: 7,
+        };
         assert!(matches!(
             ControllerRequest::decode(&r.encode()),
-            Ok(ControllerRequest::Heartbeat { broker_id: 3 })
+            Ok(ControllerRequest::Heartbeat {
+                broker_id: 3,
+                epoch: 7
+            })
         ));
         let a = ControllerResponse::NotController { leader: Some(2) };
         assert!(matches!(

@@ -25,7 +25,7 @@ use ringbroker_protocol::errors::ErrorCode;
 use super::api::{ControllerRequest, ControllerResponse};
 use super::driver::{ProposeError, QuorumDriver, StateMachine};
 use super::metadata::{self, MetadataDelta};
-use crate::catalog::{new_cluster_id, Catalog, PartitionMeta, TopicMeta};
+use crate::catalog::{new_cluster_id, BrokerMeta, Catalog, PartitionMeta, TopicMeta};
 use crate::config::{topic_config_from_overrides, BrokerConfig, ClusterConfig};
 use crate::coordinator::OFFSETS_TOPIC;
 
@@ -255,15 +255,22 @@ impl Controller {
                 }
                 let id = broker.id;
                 self.heartbeats.borrow_mut().insert(id, Instant::now());
-                match self.change(|c| metadata::unfence(c, broker)).await {
-                    Ok(((), _)) => {
-                        log::info!("broker {id} registered");
-                        ControllerResponse::Registered
+                let registered = self
+                    .change(|c| {
+                        let epoch = c.brokers.get(&id).map_or(0, |b| b.epoch) + 1;
+                        metadata::unfence(c, BrokerMeta { epoch, ..broker });
+                        epoch
+                    })
+                    .await;
+                match registered {
+                    Ok((epoch, _)) => {
+                        log::info!("broker {id} registered (epoch {epoch})");
+                        ControllerResponse::Registered { epoch }
                     }
                     Err(e) => e,
                 }
             }
-            ControllerRequest::Heartbeat { broker_id } => {
+            ControllerRequest::Heartbeat { broker_id, epoch } => {
                 if !self.driver.is_leader() {
                     return not_controller(self.driver.leader());
                 }
@@ -274,7 +281,9 @@ impl Controller {
                     .brokers
                     .get(&broker_id)
                     .cloned();
-                let Some(broker) = known else {
+                let Some(broker) = known.filter(|b| b.epoch == epoch) else {
+                    // Unknown, or an older incarnation of a broker that has
+                    // registered again since.
                     return ControllerResponse::Heartbeat { registered: false };
                 };
                 self.heartbeats
@@ -474,7 +483,6 @@ pub fn create_offsets_topic(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::BrokerMeta;
 
     #[test]
     fn the_offsets_topic_spreads_over_live_brokers_once() {
@@ -488,6 +496,7 @@ mod tests {
                     port: 9000,
                     rack: None,
                     fenced: id == 4,
+                    epoch: 0,
                 },
             );
         }

@@ -240,6 +240,7 @@ mod tests {
             port: 9000 + id as u16,
             rack: None,
             fenced: false,
+            epoch: 0,
         }
     }
 

@@ -382,6 +382,7 @@ impl ClusterNode {
             port: self.config.advertised_port,
             rack: None,
             fenced: false,
+            epoch: 0,
         }
     }
 
@@ -390,6 +391,7 @@ impl ClusterNode {
     async fn broker_lifecycle(self: Rc<Self>) {
         let interval = Duration::from_millis(self.cluster.heartbeat_interval_ms.max(10));
         let mut registered = false;
+        let mut epoch = 0;
         loop {
             let deadline = Instant::now() + interval.max(Duration::from_secs(1));
             if !registered {
@@ -398,13 +400,14 @@ impl ClusterNode {
                     cluster_id: self.meta.borrow().cluster_id.clone(),
                 };
                 match self.client.call(&request, deadline).await {
-                    Ok(ControllerResponse::Registered) => {
+                    Ok(ControllerResponse::Registered { epoch: given }) => {
                         log::info!(
-                            "broker {} registered with controller {:?}",
+                            "broker {} registered with controller {:?} (epoch {given})",
                             self.config.node_id,
                             self.client.leader_hint()
                         );
                         registered = true;
+                        epoch = given;
                     }
                     Ok(ControllerResponse::Failed { code, message })
                         if code == ErrorCode::InconsistentClusterId.code() =>
@@ -425,6 +428,7 @@ impl ClusterNode {
             }
             let request = ControllerRequest::Heartbeat {
                 broker_id: self.config.node_id,
+                epoch,
             };
             match self.client.call(&request, deadline + interval).await {
                 Ok(ControllerResponse::Heartbeat { registered: false }) => registered = false,
