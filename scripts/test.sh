@@ -81,9 +81,9 @@ export RINGBROKER_BIN="$ROOT/target/release/ringbroker"
 # asks for two.
 phase "end-to-end tests, --shards 2 (real broker, real clients)"
 # shellcheck disable=SC2086
-RINGBROKER_TEST_SHARDS=2 "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e ${PYTEST_ARGS:-}
+RINGBROKER_TEST_SHARDS=2 "$PYTHON" -m pytest -q -p no:cacheprovider --durations=12 tests/e2e ${PYTEST_ARGS:-}
 phase "end-to-end tests, --shards 1"
 # shellcheck disable=SC2086
-RINGBROKER_TEST_SHARDS=1 "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e ${PYTEST_ARGS:-}
+RINGBROKER_TEST_SHARDS=1 "$PYTHON" -m pytest -q -p no:cacheprovider --durations=12 tests/e2e ${PYTEST_ARGS:-}
 
 phase "all tests passed"
