@@ -449,6 +449,27 @@ pub fn stamp_base_offset(batch: &mut [u8], base_offset: i64) {
     }
 }
 
+/// The length of the whole batches at the start of `buf` (a fetch may end
+/// in part of a batch): each batch is 12 bytes of offset and length plus
+/// its length.
+pub fn whole_batches_len(buf: &[u8]) -> usize {
+    let mut pos = 0usize;
+    while let Some(header) = buf.get(pos..pos + 12) {
+        let len = i32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+        let Some(end) = usize::try_from(len)
+            .ok()
+            .and_then(|len| pos.checked_add(12)?.checked_add(len))
+        else {
+            break;
+        };
+        if len <= 0 || end > buf.len() {
+            break;
+        }
+        pos = end;
+    }
+    pos
+}
+
 /// Writes the partition leader epoch (outside the CRC range, so the CRC
 /// stays valid): the epoch of the leader that appended the batch.
 pub fn stamp_leader_epoch(batch: &mut [u8], leader_epoch: i32) {

@@ -1229,6 +1229,9 @@ pub struct ClusterConfig {
     /// `offsets.topic.replication.factor` (capped by the brokers there
     /// are when the topic is created).
     pub offsets_topic_replication_factor: i16,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long
+    /// leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
 }
 
 impl ClusterConfig {
@@ -1298,7 +1301,6 @@ const NO_EFFECT_KEYS: &[&str] = &[
     "transaction.state.log.min.isr",
     "queued.max.requests",
     "num.replica.fetchers",
-    "replica.lag.time.max.ms",
     "log.cleaner.enable",
     "log.cleaner.threads",
     "metadata.log.dir",
@@ -1382,6 +1384,7 @@ struct Builder {
     heartbeat_interval_ms: Option<u64>,
     session_timeout_ms: Option<u64>,
     offsets_replication_factor: Option<i16>,
+    replica_lag_time_max_ms: Option<u64>,
     retention_ms: Option<(u8, String, String)>,
     roll_ms: Option<(u8, String, String)>,
 }
@@ -1413,6 +1416,9 @@ impl Builder {
             }
             "broker.session.timeout.ms" => {
                 self.session_timeout_ms = Some(parse_u64_range(key, value, 100, 600_000)?)
+            }
+            "replica.lag.time.max.ms" => {
+                self.replica_lag_time_max_ms = Some(parse_u64_range(key, value, 1, 3_600_000)?)
             }
             "offsets.topic.replication.factor" => {
                 self.offsets_replication_factor =
@@ -1713,6 +1719,7 @@ impl Builder {
             heartbeat_interval_ms: self.heartbeat_interval_ms.unwrap_or(2_000),
             session_timeout_ms: self.session_timeout_ms.unwrap_or(9_000),
             offsets_topic_replication_factor: self.offsets_replication_factor.unwrap_or(3),
+            replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(30_000),
         }))
     }
 }

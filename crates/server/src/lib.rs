@@ -20,6 +20,7 @@ pub mod group_config;
 pub mod handlers;
 pub mod log_starts;
 pub mod messages;
+pub mod replica_fetcher;
 pub mod runtime;
 pub mod shard;
 pub mod storage_error;

@@ -53,6 +53,10 @@ pub struct FetchPart {
     pub offset: i64,
     /// Bytes wanted from this partition at most (at least one batch is sent).
     pub max_bytes: usize,
+    /// The follower fetching (its broker id), or -1 for a consumer: a
+    /// follower reads up to the log end and its offset moves the high
+    /// watermark.
+    pub replica: i32,
 }
 
 /// The result of reading one partition.
@@ -212,6 +216,9 @@ pub enum ShardRequest {
     Fetch(Vec<FetchPart>),
     /// Answer when any of these partitions has data past the offset, or at the deadline.
     WaitForData {
+        /// A follower waits for the log end, a consumer for the high
+        /// watermark.
+        replica: bool,
         /// (topic, partition, offset).
         parts: Vec<(String, i32, i64)>,
         /// When to give up.
@@ -239,6 +246,9 @@ pub enum ShardRequest {
     /// Have the controller create `__consumer_offsets` (shard 0 of a
     /// cluster node).
     CreateOffsetsTopic,
+    /// Have the controller change a partition's ISR (shard 0 of a cluster
+    /// node); answered `Done`.
+    AlterIsr(crate::cluster::api::ControllerRequest),
 }
 
 /// Answers to [`ShardRequest`]s, variant for variant.

@@ -668,6 +668,16 @@ async fn shard_main(
             }
         }
     }
+    let replication = config.cluster.as_ref().filter(|c| c.broker).map(|c| {
+        (
+            glommio::spawn_local(crate::replica_fetcher::run(shard.clone())).detach(),
+            glommio::spawn_local(crate::replica_fetcher::maintain_isr(
+                shard.clone(),
+                c.replica_lag_time_max_ms,
+            ))
+            .detach(),
+        )
+    });
     if config.cluster.as_ref().is_some_and(|c| !c.broker) {
         // A controller-only node serves no clients.
         let _ignored = ready.send(Ok(()));
@@ -722,6 +732,7 @@ async fn shard_main(
         shard.stats.zero_copy_bytes.get()
     );
     drop((
+        replication,
         inbox,
         flusher,
         retention,

@@ -53,13 +53,18 @@ pub struct LocalAppend {
 }
 
 impl LocalAppend {
-    /// Waits until the records reach the acks level (-1: durable; 1:
-    /// written) or `deadline`; the error to answer otherwise.
+    /// Waits until the records reach the acks level (-1: durable here and,
+    /// for a replicated partition, on every in-sync replica: below the
+    /// high watermark; 1: written) or `deadline`; the error to answer
+    /// otherwise.
     pub async fn wait(&self, acks: i16, deadline: Instant) -> Result<(), ProduceResult> {
         let last_offset = self.last_offset;
         let reached = self
             .partition
             .wait_until(deadline, |p| {
+                if acks == -1 && p.leads_replicated() {
+                    return p.high_watermark() > last_offset;
+                }
                 let log = p.log.borrow();
                 if acks == -1 {
                     log.durable_offset() > last_offset
@@ -405,19 +410,36 @@ impl Shard {
                     continue;
                 }
                 let key = (meta.name.clone(), p);
-                if let Some(existing) = self.partitions.borrow().get(&key) {
+                let existing = self.partitions.borrow().get(&key).cloned();
+                if let Some(existing) = existing {
                     existing.log.borrow_mut().set_config(log_config.clone());
                     existing.set_leader_epoch(replicas.leader_epoch);
+                    self.adopt_role(&existing, replicas);
                     continue;
                 }
                 let dir = self.partition_dir(&meta.name, p);
                 let log = PartitionLog::open(&dir, log_config.clone(), now)?;
                 let partition = Rc::new(Partition::new(meta.name.clone(), p, log));
                 partition.set_leader_epoch(replicas.leader_epoch);
+                self.adopt_role(&partition, replicas);
                 self.partitions.borrow_mut().insert(key, partition);
             }
         }
         Ok(())
+    }
+
+    /// Leads or follows a replicated partition as the metadata says (a
+    /// partition with one replica keeps its high watermark at the log
+    /// end).
+    fn adopt_role(&self, partition: &Partition, meta: &crate::catalog::PartitionMeta) {
+        if meta.replicas.len() < 2 {
+            return;
+        }
+        if meta.leader == self.config.node_id {
+            partition.lead_replicated(self.config.node_id, meta.isr.clone(), now_ms());
+        } else {
+            partition.follow();
+        }
     }
 
     /// Adopts a new catalog: opens new local partitions, updates configs,
@@ -480,8 +502,12 @@ impl Shard {
                 parts,
             } => ShardResponse::Produce(self.produce_local(acks, timeout_ms, parts).await),
             ShardRequest::Fetch(parts) => ShardResponse::Fetch(self.fetch_local(&parts).await),
-            ShardRequest::WaitForData { parts, deadline } => {
-                self.wait_for_data_local(&parts, deadline).await;
+            ShardRequest::WaitForData {
+                parts,
+                deadline,
+                replica,
+            } => {
+                self.wait_for_data_local(&parts, deadline, replica).await;
                 ShardResponse::Done
             }
             ShardRequest::ListOffsets(parts) => {
@@ -502,6 +528,10 @@ impl Shard {
             ShardRequest::Admin(admin) => ShardResponse::Admin(self.admin_local(admin).await),
             ShardRequest::ApplyCatalog(catalog) => {
                 ShardResponse::Applied(self.adopt_and_serve(catalog).await)
+            }
+            ShardRequest::AlterIsr(request) => {
+                self.alter_isr(request).await;
+                ShardResponse::Done
             }
             ShardRequest::CreateOffsetsTopic => {
                 self.create_offsets_topic().await;
@@ -732,10 +762,21 @@ impl Shard {
                 });
                 continue;
             };
+            // A follower's fetch offset is what it holds durably: it
+            // moves the high watermark before the read is planned.
+            if part.replica >= 0 {
+                partition.record_follower_fetch(part.replica, part.offset, now_ms());
+            }
             // The offsets answered are those the read was planned against;
-            // consumers read below the high watermark.
+            // consumers read below the high watermark, followers up to the
+            // log end.
             let high_watermark = partition.high_watermark();
             let log = partition.log.borrow();
+            let upper = if part.replica >= 0 {
+                log.log_end_offset()
+            } else {
+                high_watermark
+            };
             let mut result = FetchResult {
                 error_code: 0,
                 high_watermark,
@@ -743,7 +784,7 @@ impl Shard {
                 log_start_offset: log.log_start_offset(),
                 records: None,
             };
-            match log.plan_read(part.offset, part.max_bytes, high_watermark) {
+            match log.plan_read(part.offset, part.max_bytes, upper) {
                 Ok(Some(plan)) => reads.push((i, plan)),
                 Ok(None) => {}
                 Err(e) => result.error_code = read_error_code(&e).code(),
@@ -763,7 +804,12 @@ impl Shard {
     }
 
     /// Waits until any of the local `parts` has data past its offset.
-    pub async fn wait_for_data_local(&self, parts: &[(String, i32, i64)], deadline: Instant) {
+    pub async fn wait_for_data_local(
+        &self,
+        parts: &[(String, i32, i64)],
+        deadline: Instant,
+        replica: bool,
+    ) {
         let waits: Vec<_> = parts
             .iter()
             .filter_map(|(topic, p, offset)| {
@@ -771,7 +817,13 @@ impl Shard {
                 let offset = *offset;
                 Some(async move {
                     partition
-                        .wait_until(deadline, |p| p.high_watermark() > offset)
+                        .wait_until(deadline, |p| {
+                            if replica {
+                                p.log.borrow().log_end_offset() > offset
+                            } else {
+                                p.high_watermark() > offset
+                            }
+                        })
                         .await
                 })
             })
@@ -788,7 +840,12 @@ impl Shard {
     }
 
     /// Waits until any of `parts` (on any shard) has data past its offset.
-    pub async fn wait_for_data(self: &Rc<Self>, parts: Vec<(String, i32, i64)>, deadline: Instant) {
+    pub async fn wait_for_data(
+        self: &Rc<Self>,
+        parts: Vec<(String, i32, i64)>,
+        deadline: Instant,
+        replica: bool,
+    ) {
         let groups = self.split_by_owner(parts, |p| (p.0.as_str(), p.1));
         let mut waits: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = Vec::new();
         for (owner, group) in groups {
@@ -796,13 +853,20 @@ impl Shard {
             if owner == self.id {
                 let this = self.clone();
                 waits.push(Box::pin(async move {
-                    this.wait_for_data_local(&parts, deadline).await
+                    this.wait_for_data_local(&parts, deadline, replica).await
                 }));
             } else {
                 let this = self.clone();
                 waits.push(Box::pin(async move {
-                    this.call(owner, ShardRequest::WaitForData { parts, deadline })
-                        .await;
+                    this.call(
+                        owner,
+                        ShardRequest::WaitForData {
+                            parts,
+                            deadline,
+                            replica,
+                        },
+                    )
+                    .await;
                 }));
             }
         }
@@ -1217,6 +1281,18 @@ impl Shard {
     /// 0); returns the first failure to open partitions, if any.
     pub async fn publish_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) -> Option<String> {
         self.broadcast_catalog(catalog).await
+    }
+
+    /// Asks the controller to change an ISR (via shard 0).
+    pub async fn alter_isr(self: &Rc<Self>, request: crate::cluster::api::ControllerRequest) {
+        if self.id != ShardId(0) {
+            let _ignored = self.call(ShardId(0), ShardRequest::AlterIsr(request)).await;
+            return;
+        }
+        let cluster = self.cluster.borrow().clone();
+        if let Some(cluster) = cluster {
+            cluster.alter_isr(request).await;
+        }
     }
 
     /// Asks the controller for `__consumer_offsets` (a cluster node; via

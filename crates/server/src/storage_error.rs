@@ -33,6 +33,7 @@ pub fn append_error_code(error: &AppendError) -> ErrorCode {
         AppendError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         AppendError::Storage(e) => storage_error_code(e),
         AppendError::Closed => ErrorCode::NotLeaderOrFollower,
+        AppendError::OutOfOrder { .. } => ErrorCode::OffsetOutOfRange,
     }
 }
 

@@ -120,6 +120,9 @@ pub enum AppendError {
     /// after the restart (NOT_LEADER_OR_FOLLOWER).
     #[error("the partition is closing for a shutdown")]
     Closed,
+    /// Replicated batches do not continue this log (a follower).
+    #[error("replicated batch at offset {got}, the log ends at {expected}")]
+    OutOfOrder { expected: i64, got: i64 },
 }
 
 /// Outcome of a successful append.
@@ -453,6 +456,75 @@ impl PartitionLog {
             log_append_time_ms,
             duplicate: false,
         })
+    }
+
+    /// Appends batches fetched from the leader as they are (a follower):
+    /// the leader's offsets, leader epochs and CRCs. The first batch must
+    /// start at this log's end and each next one where the previous ended;
+    /// a trailing partial batch (a fetch cut at its byte limit) is left
+    /// out. Producer state and the epoch cache follow, so a follower that
+    /// becomes leader deduplicates retries and answers OffsetForLeaderEpoch
+    /// as the old leader would. `Ok(None)` when nothing whole was given.
+    pub fn append_replica(
+        &mut self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<Appended>, AppendError> {
+        if let Some(failure) = &self.failed {
+            return Err(StorageError::Failed(failure.clone()).into());
+        }
+        if self.closed {
+            return Err(AppendError::Closed);
+        }
+        let whole = batch::whole_batches_len(records);
+        let mut headers = Vec::new();
+        let mut expected = self.next_offset;
+        for item in batch::batches(&records[..whole]) {
+            let (header, range) = item?;
+            if header.base_offset != expected {
+                return Err(AppendError::OutOfOrder {
+                    expected,
+                    got: header.base_offset,
+                });
+            }
+            expected = header.last_offset() + 1;
+            headers.push((header, range));
+        }
+        if headers.is_empty() {
+            return Ok(None);
+        }
+        if let Some(active) = self.segments.back_mut() {
+            let step = self.config.preallocate_step();
+            if let Err(e) = active.writer(&*self.disk, self.config.write_mode, step) {
+                return Err(StorageError::at(Op::OpenWriter, &active.path, e).into());
+            }
+        }
+        self.last_append_ms = now_ms;
+        self.appended_since_open = true;
+        let base_offset = self.next_offset;
+        for (header, range) in headers {
+            let epoch = header.partition_leader_epoch;
+            if epoch >= 0
+                && self
+                    .epochs
+                    .latest_epoch()
+                    .is_none_or(|latest| epoch > latest)
+            {
+                self.epochs.assign(epoch, header.base_offset);
+                self.queue_epoch_checkpoint();
+            }
+            if let Err(broken) = self.append_batch(&header, &records[range], now_ms, -1, epoch) {
+                let broken = Arc::new(broken);
+                self.fail(broken.clone());
+                return Err(StorageError::Failed(broken).into());
+            }
+        }
+        Ok(Some(Appended {
+            base_offset,
+            last_offset: self.next_offset - 1,
+            log_append_time_ms: -1,
+            duplicate: false,
+        }))
     }
 
     /// Applies Kafka's idempotence rules. Returns the original offsets when

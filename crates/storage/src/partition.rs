@@ -8,6 +8,7 @@
 //! replication once others are.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,6 +24,47 @@ pub enum HighWatermark {
     /// Set by replication: the offset every in-sync replica has made
     /// durable.
     Replicated(i64),
+}
+
+/// What the leader of a replicated partition knows of one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerState {
+    /// The offset of its last fetch: everything below is durable there.
+    pub offset: i64,
+    /// When it was last caught up (ms): it fetched from at or past this
+    /// log's end, or from at or past where this log ended at its
+    /// previous fetch (then it was caught up as of that fetch; Kafka's
+    /// rule, so a follower under steady load counts as caught up).
+    pub caught_up_ms: i64,
+    /// This log's end and the time at its previous fetch.
+    pub previous_fetch: (i64, i64),
+}
+
+/// The leader's view of its replicas (leader of a replicated partition).
+#[derive(Clone, Debug, Default)]
+pub struct LeaderState {
+    /// This broker.
+    pub me: i32,
+    /// The in-sync replicas, from the cluster metadata.
+    pub isr: Vec<i32>,
+    /// Every follower that has fetched, by broker id.
+    pub followers: HashMap<i32, FollowerState>,
+    /// When this replica became leader (ms): followers that have not
+    /// fetched since count as caught up then.
+    pub since_ms: i64,
+}
+
+impl LeaderState {
+    /// The offset every in-sync replica has made durable, given the
+    /// leader's own durable offset; `None` while an in-sync follower has
+    /// not fetched yet.
+    fn in_sync_offset(&self, durable: i64) -> Option<i64> {
+        let mut offset = durable;
+        for replica in self.isr.iter().filter(|r| **r != self.me) {
+            offset = offset.min(self.followers.get(replica)?.offset);
+        }
+        Some(offset)
+    }
 }
 
 /// One partition, owned by exactly one shard (never shared across threads).
@@ -44,6 +86,8 @@ pub struct Partition {
     pub syncing: Cell<bool>,
     high_watermark: Cell<HighWatermark>,
     leader_epoch: Cell<i32>,
+    /// Set while this replica leads a replicated partition.
+    leader_state: RefCell<Option<LeaderState>>,
 }
 
 impl Partition {
@@ -59,16 +103,129 @@ impl Partition {
             syncing: Cell::new(false),
             high_watermark: Cell::new(HighWatermark::FollowsLogEnd),
             leader_epoch: Cell::new(0),
+            leader_state: RefCell::new(None),
         }
     }
 
-    /// The offset below which consumers may read.
+    /// The offset below which consumers may read. On the leader of a
+    /// replicated partition: the offset every in-sync replica has made
+    /// durable (never moving back).
     pub fn high_watermark(&self) -> i64 {
-        let log_end = self.log.borrow().log_end_offset();
+        let log = self.log.borrow();
+        let log_end = log.log_end_offset();
         match self.high_watermark.get() {
             HighWatermark::FollowsLogEnd => log_end,
-            HighWatermark::Replicated(hw) => hw.min(log_end),
+            HighWatermark::Replicated(hw) => {
+                let in_sync = self
+                    .leader_state
+                    .borrow()
+                    .as_ref()
+                    .and_then(|s| s.in_sync_offset(log.durable_offset()));
+                hw.max(in_sync.unwrap_or(hw)).min(log_end)
+            }
         }
+    }
+
+    /// Records the high watermark the leader computes now (and lets the
+    /// log forget batch ends below it); wakes waiters when it moved.
+    pub fn advance_high_watermark(&self) {
+        if self.leader_state.borrow().is_none() {
+            return;
+        }
+        if let HighWatermark::Replicated(old) = self.high_watermark.get() {
+            let hw = self.high_watermark();
+            if hw > old {
+                self.high_watermark.set(HighWatermark::Replicated(hw));
+                self.log.borrow_mut().release_batch_ends_below(hw);
+                self.notify();
+            }
+        }
+    }
+
+    /// Makes this replica the leader of a replicated partition with
+    /// in-sync replicas `isr`. Its high watermark starts where it stood
+    /// (a follower's, from its leader) or, for a log that was alone until
+    /// now, at its end.
+    pub fn lead_replicated(&self, me: i32, isr: Vec<i32>, now_ms: i64) {
+        if self.high_watermark.get() == HighWatermark::FollowsLogEnd {
+            let end = {
+                let mut log = self.log.borrow_mut();
+                log.track_batch_ends(true);
+                log.log_end_offset()
+            };
+            self.high_watermark.set(HighWatermark::Replicated(end));
+        }
+        let mut state = self.leader_state.borrow_mut();
+        match state.as_mut() {
+            Some(s) => {
+                s.me = me;
+                s.isr = isr;
+            }
+            None => {
+                *state = Some(LeaderState {
+                    me,
+                    isr,
+                    followers: HashMap::new(),
+                    since_ms: now_ms,
+                })
+            }
+        }
+        drop(state);
+        self.advance_high_watermark();
+        self.notify();
+    }
+
+    /// Makes this replica a follower (its high watermark comes from the
+    /// leader's fetch responses).
+    pub fn follow(&self) {
+        if self.leader_state.borrow_mut().take().is_some() || self.is_alone() {
+            let hw = self.high_watermark();
+            self.log.borrow_mut().track_batch_ends(true);
+            self.high_watermark.set(HighWatermark::Replicated(hw));
+            self.notify();
+        }
+    }
+
+    fn is_alone(&self) -> bool {
+        self.high_watermark.get() == HighWatermark::FollowsLogEnd
+    }
+
+    /// True while this replica leads a replicated partition.
+    pub fn leads_replicated(&self) -> bool {
+        self.leader_state.borrow().is_some()
+    }
+
+    /// The leader's view of its followers, when it leads.
+    pub fn leader_state(&self) -> Option<LeaderState> {
+        self.leader_state.borrow().clone()
+    }
+
+    /// A follower fetched from `offset` (the leader serves it): records
+    /// its progress, moves the high watermark and wakes producers waiting
+    /// for acks=all.
+    pub fn record_follower_fetch(&self, replica: i32, offset: i64, now_ms: i64) {
+        let log_end = self.log.borrow().log_end_offset();
+        {
+            let mut state = self.leader_state.borrow_mut();
+            let Some(state) = state.as_mut() else {
+                return;
+            };
+            let entry = state.followers.entry(replica).or_insert(FollowerState {
+                offset,
+                caught_up_ms: -1,
+                previous_fetch: (i64::MAX, now_ms),
+            });
+            entry.offset = offset;
+            let (previous_end, previous_ms) = entry.previous_fetch;
+            if offset >= log_end {
+                entry.caught_up_ms = now_ms;
+            } else if offset >= previous_end {
+                entry.caught_up_ms = entry.caught_up_ms.max(previous_ms);
+            }
+            entry.previous_fetch = (log_end, now_ms);
+        }
+        self.advance_high_watermark();
+        self.notify();
     }
 
     /// The last stable offset (no transactions yet: the high watermark).

@@ -47,6 +47,22 @@ pub enum ControllerRequest {
         /// How long to wait for something newer.
         wait_ms: u64,
     },
+    /// The leader of a partition changes its ISR (Kafka's AlterPartition):
+    /// valid only for the leader epoch and partition epoch it last saw.
+    AlterIsr {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The requesting leader.
+        leader: i32,
+        /// Its leader epoch.
+        leader_epoch: i32,
+        /// The partition epoch the change is based on.
+        partition_epoch: i32,
+        /// The new ISR (the leader included).
+        isr: Vec<i32>,
+    },
     /// A metadata change from a client's admin request.
     Admin(AdminRequest),
     /// Creates `__consumer_offsets` if it does not exist yet.

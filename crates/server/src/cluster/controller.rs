@@ -312,6 +312,39 @@ impl Controller {
                     Err(e) => e,
                 }
             }
+            ControllerRequest::AlterIsr {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                if !self.driver.is_leader() {
+                    return not_controller(self.driver.leader());
+                }
+                let changed = self
+                    .change(|c| {
+                        metadata::alter_isr(
+                            c,
+                            &topic,
+                            partition,
+                            leader,
+                            leader_epoch,
+                            partition_epoch,
+                            isr,
+                        )
+                    })
+                    .await;
+                match changed {
+                    Ok((Ok(()), version)) => ControllerResponse::Done { version },
+                    Ok((Err(code), _)) => ControllerResponse::Failed {
+                        code: code.code(),
+                        message: format!("{topic}-{partition}: ISR change refused"),
+                    },
+                    Err(e) => e,
+                }
+            }
             ControllerRequest::Admin(request) => {
                 let defaults = crate::admin::AdminDefaults {
                     partitions: self.config.num_partitions,

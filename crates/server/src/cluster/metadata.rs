@@ -206,6 +206,57 @@ pub fn fence(image: &mut Catalog, id: i32, unclean: impl Fn(&str) -> bool) {
     }
 }
 
+/// Changes a partition's ISR at its leader's request (Kafka's
+/// AlterPartition): refused unless the request comes from the current
+/// leader, for the current leader and partition epochs, with an ISR of
+/// live replicas that keeps the leader. Bumps the partition epoch.
+pub fn alter_isr(
+    image: &mut Catalog,
+    topic: &str,
+    partition: i32,
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: Vec<i32>,
+) -> Result<(), ringbroker_protocol::errors::ErrorCode> {
+    use ringbroker_protocol::errors::ErrorCode;
+    let live = image.live_brokers();
+    let meta = image
+        .topics
+        .get_mut(topic)
+        .and_then(|t| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|i| t.partitions.get_mut(i))
+        })
+        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    if meta.leader != leader || meta.leader_epoch != leader_epoch {
+        return Err(ErrorCode::FencedLeaderEpoch);
+    }
+    if meta.partition_epoch != partition_epoch {
+        return Err(ErrorCode::InvalidUpdateVersion);
+    }
+    let valid = isr.contains(&leader)
+        && isr
+            .iter()
+            .all(|r| meta.replicas.contains(r) && (live.contains(r) || *r == leader));
+    if !valid {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    // Replica order, as Kafka keeps it.
+    let isr: Vec<i32> = meta
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| isr.contains(r))
+        .collect();
+    if meta.isr != isr {
+        meta.isr = isr;
+        meta.partition_epoch += 1;
+    }
+    Ok(())
+}
+
 /// Unfences broker `id` (registered again, heartbeating): partitions
 /// without a leader whose ISR holds it get it as leader.
 pub fn unfence(image: &mut Catalog, broker: BrokerMeta) {

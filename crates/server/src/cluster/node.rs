@@ -613,6 +613,25 @@ impl ClusterNode {
         }
     }
 
+    /// Asks the controller to change a partition's ISR (its leader does);
+    /// true once this node holds the change.
+    pub async fn alter_isr(&self, request: ControllerRequest) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        match self.client.call(&request, deadline).await {
+            Ok(ControllerResponse::Done { version }) => {
+                self.wait_published(version, deadline).await
+            }
+            Ok(other) => {
+                log::debug!("ISR change: {other:?}");
+                false
+            }
+            Err(e) => {
+                log::debug!("ISR change: {e}");
+                false
+            }
+        }
+    }
+
     /// Asks the controller to create `__consumer_offsets` (FindCoordinator
     /// calls this while the topic does not exist; clients retry).
     pub async fn create_offsets_topic(&self) {

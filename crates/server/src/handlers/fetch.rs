@@ -58,6 +58,9 @@ pub async fn handle(
         return Ok(Response::Frame(fetch_response::encode(header, &[])));
     }
 
+    // A broker's follower fetch (replica id >= 0): only from the replicas
+    // of the partition, served up to the log end.
+    let replica = request.replica_id.0.max(-1);
     let catalog = shard.catalog();
     let mut parts = Vec::new();
     let mut layout: Vec<TopicLayout> = Vec::new();
@@ -72,6 +75,9 @@ pub async fn handle(
                 Some(partition) if partition.leader != shard.config.node_id => {
                     Slot::Error(ErrorCode::NotLeaderOrFollower.code())
                 }
+                Some(partition) if replica >= 0 && !partition.replicas.contains(&replica) => {
+                    Slot::Error(ErrorCode::NotLeaderOrFollower.code())
+                }
                 Some(_) => {
                     parts.push(FetchPart {
                         topic: name.clone(),
@@ -80,6 +86,7 @@ pub async fn handle(
                         max_bytes: usize::try_from(p.partition_max_bytes.max(0))
                             .unwrap_or(0)
                             .min(max_bytes),
+                        replica,
                     });
                     Slot::Part(parts.len() - 1)
                 }
@@ -114,14 +121,15 @@ pub async fn handle(
             .iter()
             .zip(&results)
             .map(|(part, result)| {
-                (
-                    part.topic.clone(),
-                    part.partition,
-                    part.offset.max(result.high_watermark),
-                )
+                let seen = if replica >= 0 {
+                    part.offset
+                } else {
+                    part.offset.max(result.high_watermark)
+                };
+                (part.topic.clone(), part.partition, seen)
             })
             .collect();
-        let data = shard.wait_for_data(waits, deadline);
+        let data = shard.wait_for_data(waits, deadline, replica >= 0);
         let stopped = shard.stopped();
         futures::pin_mut!(data);
         futures::pin_mut!(stopped);

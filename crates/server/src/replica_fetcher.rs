@@ -1,0 +1,441 @@
+//! Followers: each shard fetches the partitions it owns and follows from
+//! their leaders, with Kafka's Fetch (replica id = this broker), one
+//! connection per leader broker per shard carrying all of the shard's
+//! partitions led there. Fetched batches are appended byte for byte
+//! (`PartitionLog::append_replica`: the leader's offsets, epochs, CRCs)
+//! and made durable before the next fetch, whose offsets tell the leader
+//! what this replica holds durably: that is what moves the leader's high
+//! watermark and answers acks=all.
+//!
+//! A follower whose log runs past the leader's (OFFSET_OUT_OF_RANGE above
+//! the leader's end) cuts its log to the leader's high watermark.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+use ringbroker_protocol::errors::ErrorCode;
+use ringbroker_storage::partition::Partition;
+
+use crate::shard::{now_ms, Shard};
+
+/// The Fetch version followers send.
+const FETCH_VERSION: i16 = 12;
+/// How long the leader may hold a follower's fetch without new data.
+const FETCH_MAX_WAIT_MS: i32 = 500;
+/// Bytes per partition and per response a follower asks for.
+const PARTITION_MAX_BYTES: i32 = 1 << 20;
+const RESPONSE_MAX_BYTES: i32 = 16 << 20;
+/// The largest response frame accepted from a leader.
+const RESPONSE_FRAME_MAX: usize = 64 << 20;
+/// How often the shard looks for leaders to fetch from.
+const SCAN_EVERY: Duration = Duration::from_millis(100);
+/// Pause after a failed connection or fetch.
+const BACKOFF: Duration = Duration::from_millis(200);
+/// How long a connection attempt or a response may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a fetched batch may take to become durable here.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The partitions this shard follows, by leader broker id.
+fn followed(shard: &Shard) -> HashMap<i32, Vec<Rc<Partition>>> {
+    let catalog = shard.catalog();
+    let me = shard.config.node_id;
+    let mut by_leader: HashMap<i32, Vec<Rc<Partition>>> = HashMap::new();
+    for partition in shard.partitions.borrow().values() {
+        let Some(meta) = catalog
+            .topics
+            .get(&partition.topic)
+            .and_then(|t| t.partition(partition.index))
+        else {
+            continue;
+        };
+        if meta.replicas.len() > 1
+            && meta.leader >= 0
+            && meta.leader != me
+            && meta.replicas.contains(&me)
+        {
+            by_leader
+                .entry(meta.leader)
+                .or_default()
+                .push(partition.clone());
+        }
+    }
+    by_leader
+}
+
+/// Runs this shard's replica fetchers until the shard stops: one task per
+/// leader broker with partitions here.
+pub async fn run(shard: Rc<Shard>) {
+    let running: Rc<std::cell::RefCell<HashSet<i32>>> = Rc::default();
+    while !shard.is_stopping() {
+        for leader in followed(&shard).into_keys() {
+            if running.borrow_mut().insert(leader) {
+                let shard = shard.clone();
+                let running = running.clone();
+                glommio::spawn_local(async move {
+                    fetch_from(&shard, leader).await;
+                    running.borrow_mut().remove(&leader);
+                })
+                .detach();
+            }
+        }
+        glommio::timer::sleep(SCAN_EVERY).await;
+    }
+}
+
+/// A connection to one leader.
+struct Connection {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+async fn connect(host: &str, port: u16) -> std::io::Result<Connection> {
+    let addr = format!("{host}:{port}");
+    let connecting = TcpStream::connect(addr.as_str());
+    let timer = glommio::timer::sleep(IO_TIMEOUT);
+    futures::pin_mut!(connecting);
+    futures::pin_mut!(timer);
+    match futures::future::select(connecting, timer).await {
+        futures::future::Either::Left((Ok(stream), _)) => {
+            let _ignored = stream.set_nodelay(true);
+            Ok(Connection {
+                stream,
+                correlation: 0,
+            })
+        }
+        futures::future::Either::Left((Err(e), _)) => Err(std::io::Error::other(e.to_string())),
+        futures::future::Either::Right(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+impl Connection {
+    /// One fetch round trip, bounded in time.
+    async fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResponse, String> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(FETCH_VERSION)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("ringbroker-replica")));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, FetchRequest::header_version(FETCH_VERSION))
+            .and_then(|()| request.encode(&mut buf, FETCH_VERSION))
+            .map_err(|e| format!("encoding a fetch: {e}"))?;
+        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&buf);
+        let exchange = async {
+            self.stream
+                .write_all(&frame)
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let mut size = [0u8; 4];
+            self.stream
+                .read_exact(&mut size)
+                .await
+                .map_err(|e| format!("receive: {e}"))?;
+            let size = i32::from_be_bytes(size);
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|s| *s <= RESPONSE_FRAME_MAX)
+                .ok_or_else(|| format!("bad response size {size}"))?;
+            let mut body = vec![0u8; size];
+            self.stream
+                .read_exact(&mut body)
+                .await
+                .map_err(|e| format!("receive: {e}"))?;
+            Ok::<Vec<u8>, String>(body)
+        };
+        let timer =
+            glommio::timer::sleep(IO_TIMEOUT + Duration::from_millis(FETCH_MAX_WAIT_MS as u64));
+        futures::pin_mut!(exchange);
+        futures::pin_mut!(timer);
+        let body = match futures::future::select(exchange, timer).await {
+            futures::future::Either::Left((body, _)) => body?,
+            futures::future::Either::Right(_) => return Err("fetch timed out".into()),
+        };
+        let mut body = Bytes::from(body);
+        let header =
+            ResponseHeader::decode(&mut body, FetchResponse::header_version(FETCH_VERSION))
+                .map_err(|e| format!("response header: {e}"))?;
+        if header.correlation_id != self.correlation {
+            return Err(format!(
+                "response {} to request {}",
+                header.correlation_id, self.correlation
+            ));
+        }
+        FetchResponse::decode(&mut body, FETCH_VERSION).map_err(|e| format!("decode: {e}"))
+    }
+}
+
+/// Makes everything a follower partition holds durable before its next
+/// fetch reports it (bounded; group commit through the shard's flusher).
+async fn sync_all(shard: &Shard, partitions: &[Rc<Partition>]) {
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    for partition in partitions {
+        let behind = {
+            let mut log = partition.log.borrow_mut();
+            let behind = log.durable_offset() < log.next_offset();
+            if behind {
+                log.request_sync();
+            }
+            behind
+        };
+        if behind {
+            shard.flusher.schedule(partition, 0);
+        }
+    }
+    for partition in partitions {
+        partition
+            .wait_until(deadline, |p| {
+                let log = p.log.borrow();
+                log.durable_offset() >= log.next_offset()
+            })
+            .await;
+    }
+}
+
+/// Follows every partition of this shard led by `leader` until none is.
+async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
+    let me = shard.config.node_id;
+    let mut connection: Option<(String, u16, Connection)> = None;
+    loop {
+        if shard.is_stopping() {
+            return;
+        }
+        let Some(partitions) = followed(shard).remove(&leader) else {
+            return;
+        };
+        let catalog = shard.catalog();
+        let Some(broker) = catalog.brokers.get(&leader).filter(|b| !b.fenced).cloned() else {
+            glommio::timer::sleep(BACKOFF).await;
+            continue;
+        };
+        if connection
+            .as_ref()
+            .is_some_and(|(h, p, _)| *h != broker.host || *p != broker.port)
+        {
+            connection = None;
+        }
+        if connection.is_none() {
+            match connect(&broker.host, broker.port).await {
+                Ok(c) => connection = Some((broker.host.clone(), broker.port, c)),
+                Err(e) => {
+                    log::debug!("replica fetcher to broker {leader}: {e}");
+                    glommio::timer::sleep(BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        sync_all(shard, &partitions).await;
+        // The request: every followed partition from its durable end.
+        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for partition in &partitions {
+            let epoch = catalog
+                .topics
+                .get(&partition.topic)
+                .and_then(|t| t.partition(partition.index))
+                .map_or(-1, |m| m.leader_epoch);
+            let log = partition.log.borrow();
+            topics.entry(partition.topic.clone()).or_default().push(
+                FetchPartition::default()
+                    .with_partition(partition.index)
+                    .with_current_leader_epoch(epoch)
+                    .with_fetch_offset(log.next_offset())
+                    .with_log_start_offset(log.log_start_offset())
+                    .with_partition_max_bytes(PARTITION_MAX_BYTES),
+            );
+        }
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(me))
+            .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(RESPONSE_MAX_BYTES)
+            .with_session_epoch(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        FetchTopic::default()
+                            .with_topic(TopicName(StrBytes::from_string(name)))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let Some((_, _, conn)) = connection.as_mut() else {
+            continue;
+        };
+        let response = match conn.fetch(&request).await {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("replica fetch from broker {leader}: {e}");
+                connection = None;
+                glommio::timer::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        let mut appended = false;
+        let mut backoff = false;
+        for topic in &response.responses {
+            for data in &topic.partitions {
+                let Some(partition) = partitions
+                    .iter()
+                    .find(|p| p.topic == topic.topic.0.as_str() && p.index == data.partition_index)
+                else {
+                    continue;
+                };
+                match ErrorCode::from_code(data.error_code) {
+                    Some(ErrorCode::None) => {
+                        if let Some(records) = data.records.as_ref().filter(|r| !r.is_empty()) {
+                            let result =
+                                partition.log.borrow_mut().append_replica(records, now_ms());
+                            match result {
+                                Ok(Some(_)) => {
+                                    appended = true;
+                                    shard.flusher.schedule(partition, records.len());
+                                }
+                                Ok(None) => {}
+                                Err(e) => {
+                                    log::warn!(
+                                        "{}-{}: replicated append from broker {leader}: {e}",
+                                        partition.topic,
+                                        partition.index
+                                    );
+                                    backoff = true;
+                                }
+                            }
+                        }
+                        partition.set_high_watermark(data.high_watermark);
+                    }
+                    Some(ErrorCode::OffsetOutOfRange) => {
+                        // This log runs past the leader's: keep only what
+                        // the leader had committed.
+                        let end = partition.log.borrow().next_offset();
+                        if end > data.high_watermark && data.high_watermark >= 0 {
+                            truncate(shard, partition, data.high_watermark).await;
+                        } else {
+                            log::warn!(
+                                "{}-{}: offset {end} out of the leader's range (start {}); waiting",
+                                partition.topic,
+                                partition.index,
+                                data.log_start_offset
+                            );
+                            backoff = true;
+                        }
+                    }
+                    other => {
+                        log::debug!(
+                            "{}-{}: fetch from broker {leader}: {other:?}",
+                            partition.topic,
+                            partition.index
+                        );
+                        backoff = true;
+                    }
+                }
+            }
+        }
+        if backoff && !appended {
+            glommio::timer::sleep(BACKOFF).await;
+        }
+    }
+}
+
+/// Cuts a follower's log back to `offset` once its writes have settled.
+async fn truncate(shard: &Shard, partition: &Rc<Partition>, offset: i64) {
+    sync_all(shard, std::slice::from_ref(partition)).await;
+    let result = partition.log.borrow_mut().truncate_to(offset);
+    match result {
+        Ok(end) => log::warn!(
+            "{}-{}: truncated to offset {end} (the leader's log ends before this one's)",
+            partition.topic,
+            partition.index
+        ),
+        Err(e) => log::error!(
+            "{}-{}: truncating to {offset}: {e}",
+            partition.topic,
+            partition.index
+        ),
+    }
+    partition.notify();
+}
+
+/// The leader's side of the ISR (Kafka's AlterPartition), for the
+/// partitions this shard leads: a follower not caught up to the log end for
+/// `replica.lag.time.max.ms` leaves the ISR; one that reaches the high
+/// watermark joins it again. The controller decides; the change comes back
+/// with the metadata.
+pub async fn maintain_isr(shard: Rc<Shard>, lag_ms: u64) {
+    let every = Duration::from_millis((lag_ms / 2).clamp(50, 1_000));
+    while !shard.is_stopping() {
+        glommio::timer::sleep(every).await;
+        let catalog = shard.catalog();
+        let me = shard.config.node_id;
+        let now = now_ms();
+        let partitions: Vec<Rc<Partition>> = shard.partitions.borrow().values().cloned().collect();
+        for partition in partitions {
+            let Some(state) = partition.leader_state() else {
+                continue;
+            };
+            let Some(meta) = catalog
+                .topics
+                .get(&partition.topic)
+                .and_then(|t| t.partition(partition.index))
+            else {
+                continue;
+            };
+            if meta.leader != me {
+                continue;
+            }
+            let high_watermark = partition.high_watermark();
+            let live = catalog.live_brokers();
+            let isr: Vec<i32> = meta
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| {
+                    if *r == me {
+                        return true;
+                    }
+                    let follower = state.followers.get(r);
+                    if meta.isr.contains(r) {
+                        let caught_up =
+                            follower.map_or(state.since_ms, |f| f.caught_up_ms.max(state.since_ms));
+                        now - caught_up <= lag_ms as i64
+                    } else {
+                        live.contains(r) && follower.is_some_and(|f| f.offset >= high_watermark)
+                    }
+                })
+                .collect();
+            if isr == meta.isr {
+                continue;
+            }
+            log::info!(
+                "{}-{}: ISR {:?} -> {:?}",
+                partition.topic,
+                partition.index,
+                meta.isr,
+                isr
+            );
+            shard
+                .alter_isr(crate::cluster::api::ControllerRequest::AlterIsr {
+                    topic: partition.topic.clone(),
+                    partition: partition.index,
+                    leader: me,
+                    leader_epoch: meta.leader_epoch,
+                    partition_epoch: meta.partition_epoch,
+                    isr,
+                })
+                .await;
+        }
+    }
+}
