@@ -88,6 +88,7 @@ api_registry! {
     DescribeLogDirs(DescribeLogDirsRequest), 1, 4;
     DescribeProducers(DescribeProducersRequest), 0, 0;
     DeleteRecords(DeleteRecordsRequest), 0, 2;
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest), 0, 4;
 }
 
 /// The implemented version range of an API.
@@ -314,6 +315,9 @@ pub async fn dispatch(shard: &Rc<Shard>, body: Bytes, client_host: &str) -> Resp
         Request::DescribeLogDirs(r) => handlers::describe_log_dirs::handle(shard, &ctx, r).await,
         Request::DescribeProducers(r) => handlers::describe_producers::handle(shard, &ctx, r).await,
         Request::DeleteRecords(r) => handlers::delete_records::handle(shard, &ctx, r).await,
+        Request::OffsetForLeaderEpoch(r) => {
+            handlers::offset_for_leader_epoch::handle(shard, &ctx, r).await
+        }
     };
     match result {
         Ok(response) => response,
@@ -406,6 +410,7 @@ mod fuzz {
             ApiKey::DescribeLogDirs => encode!(DescribeLogDirsRequest),
             ApiKey::DescribeProducers => encode!(DescribeProducersRequest),
             ApiKey::DeleteRecords => encode!(DeleteRecordsRequest),
+            ApiKey::OffsetForLeaderEpoch => encode!(OffsetForLeaderEpochRequest),
             other => panic!("{other:?} is not in the registry"),
         }
     }

@@ -243,6 +243,9 @@ pub enum ShardRequest {
     Group(ringbroker_groups::Request),
     /// A cluster-unique producer id (shard 0 of a cluster node).
     ProducerId,
+    /// Where leader epochs end in partitions this shard owns:
+    /// (topic, partition, epoch).
+    EpochEnds(Vec<(String, i32, i32)>),
     /// Have the controller create `__consumer_offsets` (shard 0 of a
     /// cluster node).
     CreateOffsetsTopic,
@@ -275,4 +278,6 @@ pub enum ShardResponse {
     Group(ringbroker_groups::Reply),
     /// A producer id, or a Kafka error code.
     ProducerId(Result<i64, i16>),
+    /// Per part: (error code, epoch, end offset), in request order.
+    EpochEnds(Vec<(i16, i32, i64)>),
 }

@@ -18,8 +18,12 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
@@ -30,6 +34,8 @@ use crate::shard::{now_ms, Shard};
 
 /// The Fetch version followers send.
 const FETCH_VERSION: i16 = 12;
+/// The OffsetForLeaderEpoch version followers send.
+const EPOCH_VERSION: i16 = 3;
 /// How long the leader may hold a follower's fetch without new data.
 const FETCH_MAX_WAIT_MS: i32 = 500;
 /// Bytes per partition and per response a follower asks for.
@@ -119,19 +125,25 @@ async fn connect(host: &str, port: u16) -> std::io::Result<Connection> {
 }
 
 impl Connection {
-    /// One fetch round trip, bounded in time.
-    async fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResponse, String> {
+    /// One request and its response, bounded in time.
+    async fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+        wait: Duration,
+    ) -> Result<Resp, String> {
         self.correlation = self.correlation.wrapping_add(1);
         let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::Fetch as i16)
-            .with_request_api_version(FETCH_VERSION)
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
             .with_correlation_id(self.correlation)
             .with_client_id(Some(StrBytes::from_static_str("ringbroker-replica")));
         let mut buf = BytesMut::new();
         header
-            .encode(&mut buf, FetchRequest::header_version(FETCH_VERSION))
-            .and_then(|()| request.encode(&mut buf, FETCH_VERSION))
-            .map_err(|e| format!("encoding a fetch: {e}"))?;
+            .encode(&mut buf, Req::header_version(version))
+            .and_then(|()| request.encode(&mut buf, version))
+            .map_err(|e| format!("encoding {key:?}: {e}"))?;
         let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(&buf);
         let exchange = async {
@@ -156,26 +168,108 @@ impl Connection {
                 .map_err(|e| format!("receive: {e}"))?;
             Ok::<Vec<u8>, String>(body)
         };
-        let timer =
-            glommio::timer::sleep(IO_TIMEOUT + Duration::from_millis(FETCH_MAX_WAIT_MS as u64));
+        let timer = glommio::timer::sleep(IO_TIMEOUT + wait);
         futures::pin_mut!(exchange);
         futures::pin_mut!(timer);
         let body = match futures::future::select(exchange, timer).await {
             futures::future::Either::Left((body, _)) => body?,
-            futures::future::Either::Right(_) => return Err("fetch timed out".into()),
+            futures::future::Either::Right(_) => return Err(format!("{key:?} timed out")),
         };
         let mut body = Bytes::from(body);
-        let header =
-            ResponseHeader::decode(&mut body, FetchResponse::header_version(FETCH_VERSION))
-                .map_err(|e| format!("response header: {e}"))?;
+        let header = ResponseHeader::decode(&mut body, Resp::header_version(version))
+            .map_err(|e| format!("response header: {e}"))?;
         if header.correlation_id != self.correlation {
             return Err(format!(
                 "response {} to request {}",
                 header.correlation_id, self.correlation
             ));
         }
-        FetchResponse::decode(&mut body, FETCH_VERSION).map_err(|e| format!("decode: {e}"))
+        Resp::decode(&mut body, version).map_err(|e| format!("decode: {e}"))
     }
+}
+
+/// KIP-101/KIP-279: after a leader change, cuts what this follower holds
+/// past the point where its latest leader epoch ends in the new leader's
+/// log, so it never keeps a record the leader does not have. Returns false
+/// when the leader could not answer (try again before fetching).
+async fn truncate_to_leader(
+    shard: &Shard,
+    conn: &mut Connection,
+    partition: &Rc<Partition>,
+    current_epoch: i32,
+) -> bool {
+    let (latest, end) = {
+        let log = partition.log.borrow();
+        (log.epochs().latest_epoch(), log.next_offset())
+    };
+    let Some(latest) = latest else {
+        return true;
+    };
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(shard.config.node_id))
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(partition.topic.clone())))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(partition.index)
+                .with_current_leader_epoch(current_epoch)
+                .with_leader_epoch(latest)])]);
+    let response: OffsetForLeaderEpochResponse = match conn
+        .call(
+            ApiKey::OffsetForLeaderEpoch,
+            EPOCH_VERSION,
+            &request,
+            Duration::ZERO,
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            log::debug!(
+                "{}-{}: OffsetForLeaderEpoch: {e}",
+                partition.topic,
+                partition.index
+            );
+            return false;
+        }
+    };
+    let Some(answer) = response
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition == partition.index)
+    else {
+        return false;
+    };
+    if answer.error_code != 0 {
+        log::debug!(
+            "{}-{}: OffsetForLeaderEpoch error {}",
+            partition.topic,
+            partition.index,
+            answer.error_code
+        );
+        return false;
+    }
+    // The leader's end of the latest epoch both logs share; where that
+    // epoch ends here too (KIP-279).
+    let mut cut = end;
+    if answer.end_offset >= 0 {
+        cut = cut.min(answer.end_offset);
+        if answer.leader_epoch >= 0 && answer.leader_epoch < latest {
+            let here = partition
+                .log
+                .borrow()
+                .epochs()
+                .end_offset_for(answer.leader_epoch, end)
+                .1;
+            if here >= 0 {
+                cut = cut.min(here);
+            }
+        }
+    }
+    if cut < end {
+        truncate(shard, partition, cut).await;
+    }
+    true
 }
 
 /// Makes everything a follower partition holds durable before its next
@@ -209,6 +303,8 @@ async fn sync_all(shard: &Shard, partitions: &[Rc<Partition>]) {
 async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
     let me = shard.config.node_id;
     let mut connection: Option<(String, u16, Connection)> = None;
+    // The leader epoch each partition was last reconciled with.
+    let mut reconciled: HashMap<(String, i32), i32> = HashMap::new();
     loop {
         if shard.is_stopping() {
             return;
@@ -238,6 +334,32 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
             }
         }
         sync_all(shard, &partitions).await;
+        // A new leader epoch: reconcile the log with the leader first.
+        let mut unreconciled = false;
+        for partition in &partitions {
+            let epoch = catalog
+                .topics
+                .get(&partition.topic)
+                .and_then(|t| t.partition(partition.index))
+                .map_or(-1, |m| m.leader_epoch);
+            let key = (partition.topic.clone(), partition.index);
+            if reconciled.get(&key) == Some(&epoch) {
+                continue;
+            }
+            let Some((_, _, conn)) = connection.as_mut() else {
+                break;
+            };
+            if truncate_to_leader(shard, conn, partition, epoch).await {
+                reconciled.insert(key, epoch);
+            } else {
+                unreconciled = true;
+            }
+        }
+        if unreconciled {
+            connection = None;
+            glommio::timer::sleep(BACKOFF).await;
+            continue;
+        }
         // The request: every followed partition from its durable end.
         let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
         for partition in &partitions {
@@ -275,7 +397,11 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
         let Some((_, _, conn)) = connection.as_mut() else {
             continue;
         };
-        let response = match conn.fetch(&request).await {
+        let wait = Duration::from_millis(FETCH_MAX_WAIT_MS as u64);
+        let response: FetchResponse = match conn
+            .call(ApiKey::Fetch, FETCH_VERSION, &request, wait)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 log::debug!("replica fetch from broker {leader}: {e}");

@@ -537,6 +537,9 @@ impl Shard {
                 self.create_offsets_topic().await;
                 ShardResponse::Done
             }
+            ShardRequest::EpochEnds(parts) => {
+                ShardResponse::EpochEnds(self.epoch_ends_local(&parts))
+            }
             ShardRequest::ProducerId => {
                 ShardResponse::ProducerId(self.producer_id().await.map_err(|code| code.code()))
             }
@@ -897,6 +900,42 @@ impl Shard {
             },
         )
         .await
+    }
+
+    /// Where leader epochs end (OffsetForLeaderEpoch), on any shard.
+    pub async fn epoch_ends(
+        self: &Rc<Self>,
+        parts: Vec<(String, i32, i32)>,
+    ) -> Vec<(i16, i32, i64)> {
+        let this = self.clone();
+        self.scatter(
+            parts,
+            |p| (p.0.as_str(), p.1),
+            ShardRequest::EpochEnds,
+            |r| match r {
+                ShardResponse::EpochEnds(v) => Some(v),
+                _ => None,
+            },
+            async move |parts| this.epoch_ends_local(&parts),
+            (ErrorCode::NotLeaderOrFollower.code(), -1, -1),
+        )
+        .await
+    }
+
+    /// Where leader epochs end in local partitions: the start of the next
+    /// higher epoch, or the log end for the latest (Kafka's answer).
+    pub fn epoch_ends_local(&self, parts: &[(String, i32, i32)]) -> Vec<(i16, i32, i64)> {
+        parts
+            .iter()
+            .map(|(topic, p, epoch)| match self.partition(topic, *p) {
+                Some(partition) => {
+                    let log = partition.log.borrow();
+                    let (epoch, end) = log.epochs().end_offset_for(*epoch, log.log_end_offset());
+                    (0, epoch, end)
+                }
+                None => (ErrorCode::UnknownTopicOrPartition.code(), -1, -1),
+            })
+            .collect()
     }
 
     /// ListOffsets on local partitions. Lookups by timestamp read the

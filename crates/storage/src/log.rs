@@ -527,6 +527,21 @@ impl PartitionLog {
         }))
     }
 
+    /// Starts leader epoch `epoch` at the log end if it is newer than every
+    /// epoch the log has (a new leader, before it appends), so
+    /// OffsetForLeaderEpoch answers for it.
+    pub fn begin_epoch(&mut self, epoch: i32) {
+        if epoch >= 0
+            && self
+                .epochs
+                .latest_epoch()
+                .is_none_or(|latest| epoch > latest)
+        {
+            self.epochs.assign(epoch, self.next_offset);
+            self.queue_epoch_checkpoint();
+        }
+    }
+
     /// Applies Kafka's idempotence rules. Returns the original offsets when
     /// the request is a retry of batches already appended.
     fn check_sequences(

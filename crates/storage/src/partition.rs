@@ -147,6 +147,7 @@ impl Partition {
     /// (a follower's, from its leader) or, for a log that was alone until
     /// now, at its end.
     pub fn lead_replicated(&self, me: i32, isr: Vec<i32>, now_ms: i64) {
+        self.log.borrow_mut().begin_epoch(self.leader_epoch.get());
         if self.high_watermark.get() == HighWatermark::FollowsLogEnd {
             let end = {
                 let mut log = self.log.borrow_mut();
