@@ -96,14 +96,18 @@ class Load:
 
 
 def leader_of(cluster, partition):
+    """The leader with the newest leader epoch any live broker reports (a
+    broker that just restarted may still be catching up on metadata)."""
+    best = None
     for node in cluster.live_brokers():
         try:
-            md = cluster.metadata(node.id, timeout=5)
-            leader = md.topics[TOPIC].partitions[partition].leader
-            if leader >= 0 and cluster.node(leader).alive():
-                return leader
+            pm = cluster.raw_metadata(node.id, [TOPIC]).topics[TOPIC].partitions[partition]
         except Exception:
             continue
+        if best is None or pm.epoch > best.epoch:
+            best = pm
+    if best is not None and best.leader >= 0 and cluster.node(best.leader).alive():
+        return best.leader
     return None
 
 

@@ -233,7 +233,7 @@ impl GroupCoordinator {
         }
     }
 
-    /// Reads a partition from its start to its high watermark and replays
+    /// Reads a partition from its start to its log end and replays
     /// it. A read or decode error is returned, never skipped.
     fn replay(
         &self,
@@ -243,7 +243,10 @@ impl GroupCoordinator {
     ) -> Result<(), String> {
         let (mut offset, end) = {
             let log = p.log.borrow();
-            (log.log_start_offset(), p.high_watermark())
+            // To the log end: a new leader's high watermark can trail
+            // what the previous leader acknowledged (it learns it with
+            // the next fetch), and a leader never loses what it holds.
+            (log.log_start_offset(), log.log_end_offset())
         };
         while offset < end {
             let slice = p

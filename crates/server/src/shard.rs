@@ -50,6 +50,11 @@ pub struct LocalAppend {
     pub last_offset: i64,
     /// The answer once acknowledged.
     pub result: ProduceResult,
+    /// Appended as the leader of a replicated partition: acks=all waits
+    /// for the in-sync replicas.
+    pub replicated: bool,
+    /// The topic's min.insync.replicas.
+    pub min_insync: i32,
 }
 
 impl LocalAppend {
@@ -59,11 +64,18 @@ impl LocalAppend {
     /// otherwise.
     pub async fn wait(&self, acks: i16, deadline: Instant) -> Result<(), ProduceResult> {
         let last_offset = self.last_offset;
+        let replicated = acks == -1 && self.replicated;
+        let min_insync = self.min_insync.max(1) as usize;
         let reached = self
             .partition
             .wait_until(deadline, |p| {
-                if acks == -1 && p.leads_replicated() {
-                    return p.high_watermark() > last_offset;
+                if replicated {
+                    // Also done (and failed below) when leadership is lost
+                    // or the ISR falls under min.insync.replicas.
+                    return match p.isr_len() {
+                        Some(isr) => p.high_watermark() > last_offset || isr < min_insync,
+                        None => true,
+                    };
                 }
                 let log = p.log.borrow();
                 if acks == -1 {
@@ -73,7 +85,25 @@ impl LocalAppend {
                 }
             })
             .await;
-        if reached {
+        if replicated {
+            let p = &self.partition;
+            match p.isr_len() {
+                Some(_) if p.high_watermark() > last_offset => return Ok(()),
+                None if !p.deleted.get() => {
+                    return Err(produce_error(
+                        ErrorCode::NotLeaderOrFollower,
+                        "leadership moved before the write was replicated",
+                    ))
+                }
+                Some(isr) if isr < min_insync => {
+                    return Err(produce_error(
+                        ErrorCode::NotEnoughReplicasAfterAppend,
+                        "the ISR fell under min.insync.replicas",
+                    ))
+                }
+                _ => {}
+            }
+        } else if reached {
             return Ok(());
         }
         let log = self.partition.log.borrow();
@@ -697,6 +727,13 @@ impl Shard {
                 "unknown partition",
             ));
         };
+        if partition.is_follower() {
+            // Only the replica fetcher writes a follower's log.
+            return Err(produce_error(
+                ErrorCode::NotLeaderOrFollower,
+                "this broker follows the partition",
+            ));
+        }
         let appended = partition.append(&part.records, now);
         let appended = {
             let mut log = partition.log.borrow_mut();
@@ -709,6 +746,8 @@ impl Shard {
             Ok((appended, log_start_offset)) => {
                 self.flusher.schedule(&partition, part.records.len());
                 Ok(LocalAppend {
+                    replicated: partition.leads_replicated(),
+                    min_insync: self.min_insync_replicas(&part.topic),
                     partition,
                     last_offset: appended.last_offset,
                     result: ProduceResult {

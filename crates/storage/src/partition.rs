@@ -196,6 +196,18 @@ impl Partition {
         self.leader_state.borrow().is_some()
     }
 
+    /// True when this replica follows another broker's leadership (only
+    /// the replica fetcher appends to it).
+    pub fn is_follower(&self) -> bool {
+        self.leader_state.borrow().is_none() && !self.is_alone()
+    }
+
+    /// The size of the ISR, when this replica leads a replicated
+    /// partition.
+    pub fn isr_len(&self) -> Option<usize> {
+        self.leader_state.borrow().as_ref().map(|s| s.isr.len())
+    }
+
     /// The leader's view of its followers, when it leads.
     pub fn leader_state(&self) -> Option<LeaderState> {
         self.leader_state.borrow().clone()

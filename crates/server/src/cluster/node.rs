@@ -37,6 +37,9 @@ pub const META_PROPERTIES: &str = "meta.properties";
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a broker-only node's metadata fetch waits for a change.
 const FETCH_WAIT_MS: u64 = 1_000;
+/// The longest one attempt at a controller may take (admin changes and
+/// metadata long polls excepted).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// Pause before trying another controller.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Producer ids a broker takes from the controller at a time.
@@ -230,6 +233,7 @@ impl ControllerClient {
         &self,
         target: i32,
         request: &ControllerRequest,
+        deadline: Instant,
     ) -> Result<ControllerResponse, String> {
         if let Some(local) = self.local.as_ref().filter(|c| c.node_id() == target) {
             return Ok(local.handle(request.clone()).await);
@@ -238,10 +242,38 @@ impl ControllerClient {
             .clients
             .get(&target)
             .ok_or_else(|| format!("voter {target} has no address"))?;
-        let body = client
-            .call(&request.encode())
-            .await
-            .map_err(|e| format!("controller {target} ({}): {e}", client.addr()))?;
+        // A voter that does not answer (paused, cut off) must not hold a
+        // heartbeat past the session: each attempt is bounded, and the
+        // next one goes to another voter.
+        let cap = match request {
+            ControllerRequest::Admin(_) => ADMIN_TIMEOUT,
+            ControllerRequest::FetchMetadata { wait_ms, .. } => {
+                ATTEMPT_TIMEOUT + Duration::from_millis(*wait_ms)
+            }
+            _ => ATTEMPT_TIMEOUT,
+        };
+        let limit = cap.min(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(RETRY_PAUSE),
+        );
+        let encoded = request.encode();
+        let call = client.call(&encoded);
+        let timer = glommio::timer::sleep(limit);
+        futures::pin_mut!(call);
+        futures::pin_mut!(timer);
+        let body = match futures::future::select(call, timer).await {
+            futures::future::Either::Left((body, _)) => {
+                body.map_err(|e| format!("controller {target} ({}): {e}", client.addr()))?
+            }
+            futures::future::Either::Right(_) => {
+                client.reset();
+                return Err(format!(
+                    "controller {target} ({}): no answer in {limit:?}",
+                    client.addr()
+                ));
+            }
+        };
         ControllerResponse::decode(&body).map_err(|e| format!("controller {target}: {e}"))
     }
 
@@ -258,7 +290,7 @@ impl ControllerClient {
                 self.next.set(i + 1);
                 self.voters[i % self.voters.len()]
             });
-            match self.call_one(target, request).await {
+            match self.call_one(target, request, deadline).await {
                 Ok(ControllerResponse::NotController { leader }) => {
                     last_error = format!("controller {target} does not lead the quorum");
                     let leader = leader.filter(|l| *l != target);

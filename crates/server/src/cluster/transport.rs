@@ -235,6 +235,12 @@ impl Client {
         Ok(sender)
     }
 
+    /// Closes the connection (a caller gave up on an answer); the next
+    /// call reconnects.
+    pub fn reset(&self) {
+        self.drop_connection();
+    }
+
     fn drop_connection(&self) {
         if let Some(c) = self.connection.borrow_mut().take() {
             if c.alive.get() {
