@@ -430,8 +430,17 @@ impl Controller {
                     .cluster_id
                     .clone()
                     .unwrap_or_else(new_cluster_id);
-                match self.change(|c| c.cluster_id = id.clone()).await {
-                    Ok(_) => log::info!("cluster id {id}"),
+                let agreed = self
+                    .change(|c| {
+                        // Another change may have agreed it meanwhile.
+                        if c.cluster_id.is_empty() {
+                            c.cluster_id = id.clone();
+                        }
+                        c.cluster_id.clone()
+                    })
+                    .await;
+                match agreed {
+                    Ok((id, _)) => log::info!("cluster id {id}"),
                     Err(e) => log::debug!("agreeing the cluster id: {e:?}"),
                 }
                 continue;

@@ -108,7 +108,12 @@ pub fn diff(old: &Catalog, new: &Catalog) -> MetadataDelta {
 /// Applies a committed record; `index` is its log index (the image's
 /// version).
 pub fn apply(image: &mut Catalog, delta: &MetadataDelta, index: u64) {
-    if let Some(id) = &delta.cluster_id {
+    // The cluster id is agreed once and never changes.
+    if let Some(id) = delta
+        .cluster_id
+        .as_ref()
+        .filter(|_| image.cluster_id.is_empty())
+    {
         image.cluster_id = id.clone();
     }
     for topic in &delta.topics {
@@ -345,6 +350,13 @@ mod tests {
         new.version = 7;
         assert_eq!(replayed, new);
         assert!(diff(&new, &new).is_empty());
+        // The cluster id never changes once agreed.
+        let other = MetadataDelta {
+            cluster_id: Some("zzz".into()),
+            ..MetadataDelta::default()
+        };
+        apply(&mut replayed, &other, 8);
+        assert_eq!(replayed.cluster_id, "abc");
         assert!(MetadataDelta::decode(b"{not json").is_err());
     }
 
