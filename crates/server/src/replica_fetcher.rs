@@ -52,17 +52,24 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a fetched batch may take to become durable here.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A local partition's metadata.
+fn meta_of<'a>(
+    catalog: &'a crate::catalog::Catalog,
+    partition: &Partition,
+) -> Option<&'a crate::catalog::PartitionMeta> {
+    catalog
+        .topics
+        .get(&partition.topic)
+        .and_then(|t| t.partition(partition.index))
+}
+
 /// The partitions this shard follows, by leader broker id.
 fn followed(shard: &Shard) -> HashMap<i32, Vec<Rc<Partition>>> {
     let catalog = shard.catalog();
     let me = shard.config.node_id;
     let mut by_leader: HashMap<i32, Vec<Rc<Partition>>> = HashMap::new();
     for partition in shard.partitions.borrow().values() {
-        let Some(meta) = catalog
-            .topics
-            .get(&partition.topic)
-            .and_then(|t| t.partition(partition.index))
-        else {
+        let Some(meta) = meta_of(&catalog, partition) else {
             continue;
         };
         if meta.replicas.len() > 1
@@ -337,11 +344,7 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
         // A new leader epoch: reconcile the log with the leader first.
         let mut unreconciled = false;
         for partition in &partitions {
-            let epoch = catalog
-                .topics
-                .get(&partition.topic)
-                .and_then(|t| t.partition(partition.index))
-                .map_or(-1, |m| m.leader_epoch);
+            let epoch = meta_of(&catalog, partition).map_or(-1, |m| m.leader_epoch);
             let key = (partition.topic.clone(), partition.index);
             if reconciled.get(&key) == Some(&epoch) {
                 continue;
@@ -363,11 +366,7 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
         // The request: every followed partition from its durable end.
         let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
         for partition in &partitions {
-            let epoch = catalog
-                .topics
-                .get(&partition.topic)
-                .and_then(|t| t.partition(partition.index))
-                .map_or(-1, |m| m.leader_epoch);
+            let epoch = meta_of(&catalog, partition).map_or(-1, |m| m.leader_epoch);
             let log = partition.log.borrow();
             topics.entry(partition.topic.clone()).or_default().push(
                 FetchPartition::default()
@@ -512,11 +511,7 @@ pub async fn maintain_isr(shard: Rc<Shard>, lag_ms: u64) {
             let Some(state) = partition.leader_state() else {
                 continue;
             };
-            let Some(meta) = catalog
-                .topics
-                .get(&partition.topic)
-                .and_then(|t| t.partition(partition.index))
-            else {
+            let Some(meta) = meta_of(&catalog, &partition) else {
                 continue;
             };
             if meta.leader != me {

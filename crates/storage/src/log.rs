@@ -410,16 +410,7 @@ impl PartitionLog {
         if let Some(duplicate) = self.check_sequences(&headers)? {
             return Ok(duplicate);
         }
-        if let Some(active) = self.segments.back_mut() {
-            // Not a partition failure: nothing was written; the next append
-            // tries again (descriptors may free up).
-            let step = self.config.preallocate_step();
-            if let Err(e) = active.writer(&*self.disk, self.config.write_mode, step) {
-                return Err(StorageError::at(Op::OpenWriter, &active.path, e).into());
-            }
-        }
-        self.last_append_ms = now_ms;
-        self.appended_since_open = true;
+        self.begin_append(now_ms)?;
         let log_append_time_ms = if self.config.log_append_time {
             now_ms
         } else {
@@ -493,14 +484,7 @@ impl PartitionLog {
         if headers.is_empty() {
             return Ok(None);
         }
-        if let Some(active) = self.segments.back_mut() {
-            let step = self.config.preallocate_step();
-            if let Err(e) = active.writer(&*self.disk, self.config.write_mode, step) {
-                return Err(StorageError::at(Op::OpenWriter, &active.path, e).into());
-            }
-        }
-        self.last_append_ms = now_ms;
-        self.appended_since_open = true;
+        self.begin_append(now_ms)?;
         let base_offset = self.next_offset;
         for (header, range) in headers {
             let epoch = header.partition_leader_epoch;
@@ -540,6 +524,21 @@ impl PartitionLog {
             self.epochs.assign(epoch, self.next_offset);
             self.queue_epoch_checkpoint();
         }
+    }
+
+    /// Opens the active segment's write handle for an append at `now_ms`.
+    /// A failure is not a partition failure: nothing was written; the next
+    /// append tries again (descriptors may free up).
+    fn begin_append(&mut self, now_ms: i64) -> Result<(), AppendError> {
+        if let Some(active) = self.segments.back_mut() {
+            let step = self.config.preallocate_step();
+            if let Err(e) = active.writer(&*self.disk, self.config.write_mode, step) {
+                return Err(StorageError::at(Op::OpenWriter, &active.path, e).into());
+            }
+        }
+        self.last_append_ms = now_ms;
+        self.appended_since_open = true;
+        Ok(())
     }
 
     /// Applies Kafka's idempotence rules. Returns the original offsets when
