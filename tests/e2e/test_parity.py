@@ -385,6 +385,7 @@ def test_api_versions_advertise_the_new_apis(broker):
     assert versions[61] == (0, 0), "DescribeProducers"
     assert versions[44] == (0, 1), "IncrementalAlterConfigs"
     assert versions[21] == (0, 2), "DeleteRecords"
+    assert versions[23] == (2, 4), "OffsetForLeaderEpoch"
 
 
 # The Java Admin table in the report: what works and what does not.

@@ -88,7 +88,7 @@ api_registry! {
     DescribeLogDirs(DescribeLogDirsRequest), 1, 4;
     DescribeProducers(DescribeProducersRequest), 0, 0;
     DeleteRecords(DeleteRecordsRequest), 0, 2;
-    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest), 0, 4;
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest), 2, 4;
 }
 
 /// The implemented version range of an API.
