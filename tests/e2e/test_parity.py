@@ -386,6 +386,9 @@ def test_api_versions_advertise_the_new_apis(broker):
     assert versions[44] == (0, 1), "IncrementalAlterConfigs"
     assert versions[21] == (0, 2), "DeleteRecords"
     assert versions[23] == (2, 4), "OffsetForLeaderEpoch"
+    assert versions[43] == (0, 2), "ElectLeaders"
+    assert versions[45] == (0, 1), "AlterPartitionReassignments"
+    assert versions[46] == (0, 0), "ListPartitionReassignments"
 
 
 # The Java Admin table in the report: what works and what does not.
@@ -395,7 +398,7 @@ WORKING_ADMIN_CALLS = {
     "createPartitions", "deleteTopics", "listOffsets", "describeLogDirs", "describeReplicaLogDirs",
     "listConsumerGroups", "listGroups", "alterConsumerGroupOffsets", "listConsumerGroupOffsets",
     "describeConsumerGroups", "describeClassicGroups", "deleteConsumerGroupOffsets", "deleteConsumerGroups",
-    "describeFeatures", "describeProducers", "deleteRecords",
+    "describeFeatures", "describeProducers", "deleteRecords", "electLeaders", "listPartitionReassignments",
 }
 
 
@@ -406,6 +409,8 @@ def test_java_admin_survey(broker, java):
     for call in WORKING_ADMIN_CALLS:
         assert results[call].startswith("OK"), (call, results[call])
     assert results["removeMembersFromConsumerGroup"].startswith("ERROR UnknownMemberIdException")
+    # The survey cancels a reassignment that is not running.
+    assert results["alterPartitionReassignments"].startswith("ERROR NoReassignmentInProgressException")
 
 
 # 9. DeleteRecords (API 21): the log start offset moves, durably.

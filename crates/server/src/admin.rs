@@ -5,6 +5,7 @@
 //! placement a client gave) against the registered, unfenced brokers.
 
 use crate::catalog::{validate_topic_name, Catalog, PartitionMeta, TopicMeta};
+use crate::cluster::metadata;
 use crate::messages::{AdminRequest, AdminResult, NewPartitions, NewTopic};
 use ringbroker_protocol::errors::ErrorCode;
 use ringbroker_protocol::limits::{PARTITIONS_PER_TOPIC_MAX, TOPICS_MAX};
@@ -290,8 +291,65 @@ pub fn apply(
                 None => error(ErrorCode::UnknownTopicOrPartition, format!("Topic '{name}' does not exist.")),
             })
             .collect(),
+        AdminRequest::ElectLeaders { unclean, partitions } => {
+            let live = catalog.live_brokers();
+            partitions
+                .into_iter()
+                .map(|(topic, p)| {
+                    let Some(meta) = catalog.topics.get_mut(&topic).and_then(|t| t.partition_mut(p)) else {
+                        return error(ErrorCode::UnknownTopicOrPartition, format!("{topic}-{p} does not exist."));
+                    };
+                    let elected = if unclean {
+                        metadata::elect_unclean(meta, &live)
+                    } else {
+                        metadata::elect_preferred(meta, &live)
+                    };
+                    match elected {
+                        Ok(()) => {
+                            changed = true;
+                            AdminResult::default()
+                        }
+                        Err(code) => error(code, format!("{topic}-{p}: {}", election_failure(code))),
+                    }
+                })
+                .collect()
+        }
+        AdminRequest::Reassign(items) => {
+            let live = catalog.live_brokers();
+            let brokers: Vec<i32> = catalog.brokers.keys().copied().collect();
+            items
+                .into_iter()
+                .map(|((topic, p), target)| {
+                    if topic.starts_with("__cluster_metadata") {
+                        return error(ErrorCode::InvalidRequest, "the metadata log is not reassigned");
+                    }
+                    let Some(meta) = catalog.topics.get_mut(&topic).and_then(|t| t.partition_mut(p)) else {
+                        return error(ErrorCode::UnknownTopicOrPartition, format!("{topic}-{p} does not exist."));
+                    };
+                    let moved = match target {
+                        Some(target) => metadata::reassign(meta, &target, &brokers, &live),
+                        None => metadata::cancel_reassignment(meta, &live),
+                    };
+                    match moved {
+                        Ok(()) => {
+                            changed = true;
+                            AdminResult::default()
+                        }
+                        Err((code, why)) => error(code, format!("{topic}-{p}: {why}")),
+                    }
+                })
+                .collect()
+        }
     };
     (results, changed)
+}
+
+fn election_failure(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::ElectionNotNeeded => "the leader is already the one this election would choose",
+        ErrorCode::PreferredLeaderNotAvailable => "the preferred replica is not live and in sync",
+        _ => "no live replica can lead",
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,12 @@ pub struct PartitionMeta {
     pub leader_epoch: i32,
     /// Bumped on every change of this record (leader, ISR, replicas).
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding (in `replicas`, catching up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a reassignment removes once the added ones are in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionMeta {
@@ -67,7 +73,24 @@ impl PartitionMeta {
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
+    }
+
+    /// True while a reassignment of this partition runs.
+    pub fn reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas the partition ends with once its reassignment
+    /// completes (its replicas when none runs).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
     }
 }
 
@@ -107,6 +130,8 @@ where
                 leader: -1,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             })
             .collect(),
     })
@@ -130,6 +155,13 @@ impl TopicMeta {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.partitions.get(i))
+    }
+
+    /// Partition `index` to change, when it exists.
+    pub fn partition_mut(&mut self, index: i32) -> Option<&mut PartitionMeta> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get_mut(i))
     }
 }
 

@@ -1013,6 +1013,8 @@ const READ_ONLY_BROKER_KEYS: &[&str] = &[
     "transaction.state.log.min.isr",
     "queued.max.requests",
     "replica.lag.time.max.ms",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
     "log.cleaner.enable",
     "metadata.log.dir",
     "process.roles",
@@ -1232,6 +1234,13 @@ pub struct ClusterConfig {
     /// `replica.lag.time.max.ms`: a follower not caught up for this long
     /// leaves the ISR.
     pub replica_lag_time_max_ms: u64,
+    /// `auto.leader.rebalance.enable`: the active controller moves
+    /// leadership back to each partition's first replica once it is in
+    /// sync.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms: how often it
+    /// looks.
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 impl ClusterConfig {
@@ -1287,6 +1296,7 @@ impl Default for BrokerConfig {
 /// Kafka keys accepted without effect (they configure parts ringbroker does
 /// not have or does differently).
 const NO_EFFECT_KEYS: &[&str] = &[
+    "leader.imbalance.per.broker.percentage",
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
     "controller.quorum.bootstrap.servers",
@@ -1385,6 +1395,8 @@ struct Builder {
     session_timeout_ms: Option<u64>,
     offsets_replication_factor: Option<i16>,
     replica_lag_time_max_ms: Option<u64>,
+    auto_leader_rebalance: Option<bool>,
+    leader_imbalance_check_interval_ms: Option<u64>,
     retention_ms: Option<(u8, String, String)>,
     roll_ms: Option<(u8, String, String)>,
 }
@@ -1419,6 +1431,13 @@ impl Builder {
             }
             "replica.lag.time.max.ms" => {
                 self.replica_lag_time_max_ms = Some(parse_u64_range(key, value, 1, 3_600_000)?)
+            }
+            "auto.leader.rebalance.enable" => {
+                self.auto_leader_rebalance = Some(parse_bool(key, value)?)
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_ms =
+                    Some(parse_u64_range(key, value, 1, 86_400)? * 1000)
             }
             "offsets.topic.replication.factor" => {
                 self.offsets_replication_factor =
@@ -1720,6 +1739,10 @@ impl Builder {
             session_timeout_ms: self.session_timeout_ms.unwrap_or(9_000),
             offsets_topic_replication_factor: self.offsets_replication_factor.unwrap_or(3),
             replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(30_000),
+            auto_leader_rebalance: self.auto_leader_rebalance.unwrap_or(true),
+            leader_imbalance_check_interval_ms: self
+                .leader_imbalance_check_interval_ms
+                .unwrap_or(300_000),
         }))
     }
 }

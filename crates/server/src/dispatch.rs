@@ -89,6 +89,9 @@ api_registry! {
     DescribeProducers(DescribeProducersRequest), 0, 0;
     DeleteRecords(DeleteRecordsRequest), 0, 2;
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest), 2, 4;
+    ElectLeaders(ElectLeadersRequest), 0, 2;
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest), 0, 1;
+    ListPartitionReassignments(ListPartitionReassignmentsRequest), 0, 0;
 }
 
 /// The implemented version range of an API.
@@ -318,6 +321,11 @@ pub async fn dispatch(shard: &Rc<Shard>, body: Bytes, client_host: &str) -> Resp
         Request::OffsetForLeaderEpoch(r) => {
             handlers::offset_for_leader_epoch::handle(shard, &ctx, r).await
         }
+        Request::ElectLeaders(r) => handlers::elect_leaders::handle(shard, &ctx, r).await,
+        Request::AlterPartitionReassignments(r) => {
+            handlers::reassignments::alter(shard, &ctx, r).await
+        }
+        Request::ListPartitionReassignments(r) => handlers::reassignments::list(shard, &ctx, r),
     };
     match result {
         Ok(response) => response,
@@ -411,6 +419,9 @@ mod fuzz {
             ApiKey::DescribeProducers => encode!(DescribeProducersRequest),
             ApiKey::DeleteRecords => encode!(DeleteRecordsRequest),
             ApiKey::OffsetForLeaderEpoch => encode!(OffsetForLeaderEpochRequest),
+            ApiKey::ElectLeaders => encode!(ElectLeadersRequest),
+            ApiKey::AlterPartitionReassignments => encode!(AlterPartitionReassignmentsRequest),
+            ApiKey::ListPartitionReassignments => encode!(ListPartitionReassignmentsRequest),
             other => panic!("{other:?} is not in the registry"),
         }
     }

@@ -136,6 +136,16 @@ pub enum AdminRequest {
     /// Replace groups' configs (already validated); an empty set removes
     /// the group's entry.
     SetGroupConfigs(Vec<(String, BTreeMap<String, String>)>),
+    /// Leader elections (ElectLeaders): preferred, or unclean for
+    /// partitions without a leader.
+    ElectLeaders {
+        /// Unclean rather than preferred.
+        unclean: bool,
+        /// The partitions.
+        partitions: Vec<PartitionKey>,
+    },
+    /// Partition reassignments: the target replicas, `None` to cancel.
+    Reassign(Vec<(PartitionKey, Option<Vec<i32>>)>),
 }
 
 impl AdminRequest {
@@ -148,6 +158,8 @@ impl AdminRequest {
             AdminRequest::SetTopicConfigs(items)
             | AdminRequest::SetBrokerConfigs(items)
             | AdminRequest::SetGroupConfigs(items) => items.len(),
+            AdminRequest::ElectLeaders { partitions, .. } => partitions.len(),
+            AdminRequest::Reassign(items) => items.len(),
         }
     }
 }

@@ -462,7 +462,7 @@ impl Shard {
     /// partition with one replica keeps its high watermark at the log
     /// end).
     fn adopt_role(&self, partition: &Partition, meta: &crate::catalog::PartitionMeta) {
-        if meta.replicas.len() < 2 {
+        if meta.replicas.len() < 2 && !partition.leads_replicated() && !partition.is_follower() {
             return;
         }
         if meta.leader == self.config.node_id {

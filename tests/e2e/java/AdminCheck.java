@@ -45,6 +45,9 @@ public class AdminCheck {
                 case "producers": producers(admin, args[2], Integer.parseInt(args[3])); break;
                 case "max-timestamp": maxTimestamp(admin, args[2]); break;
                 case "delete-records": deleteRecords(admin, args[2], Integer.parseInt(args[3]), Long.parseLong(args[4])); break;
+                case "reassign": reassign(admin, args[2], Integer.parseInt(args[3]), args[4]); break;
+                case "reassignments": reassignments(admin); break;
+                case "elect": elect(admin, args[2], args[3], Integer.parseInt(args[4])); break;
                 case "survey": survey(admin, args[2]); break;
                 default: throw new IllegalArgumentException(args[1]);
             }
@@ -167,6 +170,42 @@ public class AdminCheck {
             System.out.println("LOW " + deleted.lowWatermark());
         } catch (Exception e) {
             System.out.println("ERROR " + error(e));
+        }
+    }
+
+    /** Moves a partition to the comma-separated brokers, or "cancel". */
+    static void reassign(Admin admin, String topic, int partition, String target) {
+        TopicPartition tp = new TopicPartition(topic, partition);
+        Optional<NewPartitionReassignment> move = target.equals("cancel") ? Optional.empty()
+            : Optional.of(new NewPartitionReassignment(
+                java.util.Arrays.stream(target.split(",")).map(Integer::valueOf).collect(java.util.stream.Collectors.toList())));
+        try {
+            admin.alterPartitionReassignments(Map.of(tp, move)).values().get(tp).get(TIMEOUT_S, TimeUnit.SECONDS);
+            System.out.println("REASSIGN OK");
+        } catch (Exception e) {
+            System.out.println("REASSIGN ERROR " + error(e));
+        }
+    }
+
+    /** Every running reassignment: topic-partition replicas adding removing. */
+    static void reassignments(Admin admin) throws Exception {
+        Map<TopicPartition, PartitionReassignment> running = get(admin.listPartitionReassignments().reassignments());
+        for (Map.Entry<TopicPartition, PartitionReassignment> e : running.entrySet()) {
+            PartitionReassignment r = e.getValue();
+            System.out.println("RUNNING " + e.getKey() + " " + r.replicas() + " " + r.addingReplicas() + " " + r.removingReplicas());
+        }
+        System.out.println("LISTED " + running.size());
+    }
+
+    /** A preferred or unclean election of one partition. */
+    static void elect(Admin admin, String type, String topic, int partition) {
+        TopicPartition tp = new TopicPartition(topic, partition);
+        ElectionType election = type.equals("unclean") ? ElectionType.UNCLEAN : ElectionType.PREFERRED;
+        try {
+            Optional<Throwable> failure = get(admin.electLeaders(election, Set.of(tp)).partitions()).get(tp);
+            System.out.println(failure.isPresent() ? "ELECT ERROR " + error(failure.get()) : "ELECT OK");
+        } catch (Exception e) {
+            System.out.println("ELECT ERROR " + error(e));
         }
     }
 

@@ -131,6 +131,9 @@ pub struct Controller {
     heartbeats: RefCell<HashMap<i32, Instant>>,
     /// The term this node last led in (sessions restart with a new one).
     led_term: Cell<u64>,
+    /// When the active controller last looked for leaders to move back
+    /// to their preferred replicas.
+    rebalanced: Cell<Instant>,
 }
 
 impl Controller {
@@ -150,6 +153,7 @@ impl Controller {
             barrier_term: Cell::new(0),
             heartbeats: RefCell::new(HashMap::new()),
             led_term: Cell::new(0),
+            rebalanced: Cell::new(Instant::now()),
         })
     }
 
@@ -458,6 +462,7 @@ impl Controller {
                     .map(|b| b.id)
                     .collect()
             };
+            self.rebalance_leaders().await;
             for id in expired {
                 let defaults = self.config.topic_defaults.clone();
                 let fenced = self.change(|c| fence_broker(c, id, &defaults)).await;
@@ -469,6 +474,42 @@ impl Controller {
                     Err(e) => log::debug!("fencing broker {id}: {e:?}"),
                 }
             }
+        }
+    }
+}
+
+impl Controller {
+    /// `auto.leader.rebalance.enable`: every
+    /// `leader.imbalance.check.interval.seconds`, each partition whose first
+    /// (preferred) replica is live and in sync but does not lead gets it
+    /// as leader again, so leadership spreads as placed after brokers
+    /// restart.
+    async fn rebalance_leaders(&self) {
+        let every = Duration::from_millis(self.cluster.leader_imbalance_check_interval_ms);
+        if !self.cluster.auto_leader_rebalance || self.rebalanced.get().elapsed() < every {
+            return;
+        }
+        self.rebalanced.set(Instant::now());
+        let moved = self
+            .change(|c| {
+                let live = c.live_brokers();
+                let mut moved = Vec::new();
+                for topic in c.topics.values_mut() {
+                    for (i, partition) in topic.partitions.iter_mut().enumerate() {
+                        if metadata::elect_preferred(partition, &live).is_ok() {
+                            moved.push(format!("{}-{i}", topic.name));
+                        }
+                    }
+                }
+                moved
+            })
+            .await;
+        match moved {
+            Ok((moved, _)) if !moved.is_empty() => {
+                log::info!("preferred leaders elected again: {}", moved.join(" "))
+            }
+            Ok(_) => {}
+            Err(e) => log::debug!("preferred leader rebalance: {e:?}"),
         }
     }
 }

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use ringbroker_protocol::errors::ErrorCode;
+
 use crate::catalog::{BrokerMeta, Catalog, PartitionMeta, TopicMeta};
 
 /// One record of the metadata log: what changed.
@@ -223,8 +225,7 @@ pub fn alter_isr(
     leader_epoch: i32,
     partition_epoch: i32,
     isr: Vec<i32>,
-) -> Result<(), ringbroker_protocol::errors::ErrorCode> {
-    use ringbroker_protocol::errors::ErrorCode;
+) -> Result<(), ErrorCode> {
     let live = image.live_brokers();
     let meta = image
         .topics
@@ -259,7 +260,167 @@ pub fn alter_isr(
         meta.isr = isr;
         meta.partition_epoch += 1;
     }
+    complete_reassignment(meta, &live);
     Ok(())
+}
+
+/// Preferred leader election (ElectLeaders type 0, and
+/// `auto.leader.rebalance.enable`): the first replica leads again when it
+/// is live and in sync.
+pub fn elect_preferred(partition: &mut PartitionMeta, live: &[i32]) -> Result<(), ErrorCode> {
+    let preferred = partition.replicas.first().copied().unwrap_or(-1);
+    if partition.leader == preferred {
+        return Err(ErrorCode::ElectionNotNeeded);
+    }
+    if !partition.isr.contains(&preferred) || !live.contains(&preferred) {
+        return Err(ErrorCode::PreferredLeaderNotAvailable);
+    }
+    set_leader(partition, preferred);
+    Ok(())
+}
+
+/// Unclean leader election (ElectLeaders type 1) of a partition without a
+/// leader: an in-sync live replica if there is one, else any live replica,
+/// whose log becomes the truth (the ISR is just that replica).
+pub fn elect_unclean(partition: &mut PartitionMeta, live: &[i32]) -> Result<(), ErrorCode> {
+    if partition.leader != -1 {
+        return Err(ErrorCode::ElectionNotNeeded);
+    }
+    let leader = elect(partition, live)
+        .or_else(|| {
+            partition
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| live.contains(r))
+        })
+        .ok_or(ErrorCode::EligibleLeadersNotAvailable)?;
+    if !partition.isr.contains(&leader) {
+        partition.isr = vec![leader];
+    }
+    set_leader(partition, leader);
+    Ok(())
+}
+
+/// Starts moving a partition to `target` (AlterPartitionReassignments, as
+/// Kafka's controller does it): the replicas become the target followed by
+/// the ones leaving; new replicas fetch until they are in sync, then
+/// [`complete_reassignment`] drops the leaving ones (at once when nothing
+/// is added). A running reassignment is replaced. `brokers`: the
+/// registered broker ids.
+pub fn reassign(
+    partition: &mut PartitionMeta,
+    target: &[i32],
+    brokers: &[i32],
+    live: &[i32],
+) -> Result<(), (ErrorCode, String)> {
+    let invalid = |why: String| Err((ErrorCode::InvalidReplicaAssignment, why));
+    if target.is_empty() {
+        return invalid("the replica list is empty".into());
+    }
+    if let Some(r) = target.iter().find(|r| !brokers.contains(r)) {
+        return invalid(format!("broker {r} is not registered"));
+    }
+    if target
+        .iter()
+        .enumerate()
+        .any(|(i, r)| target[..i].contains(r))
+    {
+        return invalid(format!("duplicate broker in {target:?}"));
+    }
+    let removing: Vec<i32> = partition
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !target.contains(r))
+        .collect();
+    let adding: Vec<i32> = target
+        .iter()
+        .copied()
+        .filter(|r| !partition.replicas.contains(r))
+        .collect();
+    let mut replicas = target.to_vec();
+    replicas.extend(&removing);
+    partition.replicas = replicas;
+    partition.adding_replicas = adding;
+    partition.removing_replicas = removing;
+    partition.partition_epoch += 1;
+    complete_reassignment(partition, live);
+    Ok(())
+}
+
+/// Cancels a running reassignment: back to the replicas it started from.
+/// Refused when none of those is in sync (that would need an unclean
+/// election).
+pub fn cancel_reassignment(
+    partition: &mut PartitionMeta,
+    live: &[i32],
+) -> Result<(), (ErrorCode, String)> {
+    if !partition.reassigning() {
+        return Err((
+            ErrorCode::NoReassignmentInProgress,
+            "no reassignment of this partition is in progress".into(),
+        ));
+    }
+    let original: Vec<i32> = partition
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !partition.adding_replicas.contains(r))
+        .collect();
+    if !partition.isr.iter().any(|r| original.contains(r)) {
+        return Err((
+            ErrorCode::InvalidReplicaAssignment,
+            "none of the original replicas is in sync: cancelling would need an unclean election"
+                .into(),
+        ));
+    }
+    partition.removing_replicas = partition.adding_replicas.clone();
+    partition.adding_replicas.clear();
+    partition.replicas = original
+        .iter()
+        .chain(&partition.removing_replicas)
+        .copied()
+        .collect();
+    partition.partition_epoch += 1;
+    finish_reassignment(partition, live);
+    Ok(())
+}
+
+/// Completes a reassignment once every added replica is in sync and a
+/// target replica is: the leaving replicas go, and leadership moves into
+/// the target when its leader leaves. Returns whether it completed.
+pub fn complete_reassignment(partition: &mut PartitionMeta, live: &[i32]) -> bool {
+    if !partition.reassigning() {
+        return false;
+    }
+    let target = partition.target_replicas();
+    let ready = partition
+        .adding_replicas
+        .iter()
+        .all(|r| partition.isr.contains(r))
+        && partition.isr.iter().any(|r| target.contains(r));
+    if ready {
+        finish_reassignment(partition, live);
+    }
+    ready
+}
+
+fn finish_reassignment(partition: &mut PartitionMeta, live: &[i32]) {
+    let target = partition.target_replicas();
+    partition.isr = target
+        .iter()
+        .copied()
+        .filter(|r| partition.isr.contains(r))
+        .collect();
+    partition.replicas = target;
+    partition.adding_replicas.clear();
+    partition.removing_replicas.clear();
+    partition.partition_epoch += 1;
+    if !partition.replicas.contains(&partition.leader) {
+        let leader = elect(partition, live).unwrap_or(-1);
+        set_leader(partition, leader);
+    }
 }
 
 /// Unfences broker `id` (registered again, heartbeating): partitions
@@ -401,5 +562,130 @@ mod tests {
         fence(&mut c, 1, |_| true);
         let p = &c.topics["t"].partitions[0];
         assert_eq!((p.leader, &p.isr), (2, &vec![2]));
+    }
+
+    #[test]
+    fn preferred_and_unclean_elections() {
+        let live = [1, 2, 3];
+        let mut p = PartitionMeta::new(vec![1, 2, 3]);
+        assert_eq!(
+            elect_preferred(&mut p, &live),
+            Err(ErrorCode::ElectionNotNeeded)
+        );
+        set_leader(&mut p, 2);
+        p.isr = vec![2, 3];
+        assert_eq!(
+            elect_preferred(&mut p, &live),
+            Err(ErrorCode::PreferredLeaderNotAvailable),
+            "the preferred replica is out of sync"
+        );
+        p.isr = vec![1, 2, 3];
+        assert_eq!(
+            elect_preferred(&mut p, &[2, 3]),
+            Err(ErrorCode::PreferredLeaderNotAvailable),
+            "the preferred replica is fenced"
+        );
+        let epoch = p.leader_epoch;
+        assert_eq!(elect_preferred(&mut p, &live), Ok(()));
+        assert_eq!((p.leader, p.leader_epoch), (1, epoch + 1));
+
+        assert_eq!(
+            elect_unclean(&mut p, &live),
+            Err(ErrorCode::ElectionNotNeeded)
+        );
+        set_leader(&mut p, -1);
+        p.isr = vec![1];
+        assert_eq!(elect_unclean(&mut p, &[2, 3]), Ok(()), "any live replica");
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+        set_leader(&mut p, -1);
+        assert_eq!(
+            elect_unclean(&mut p, &[]),
+            Err(ErrorCode::EligibleLeadersNotAvailable)
+        );
+    }
+
+    #[test]
+    fn a_reassignment_adds_then_removes_and_moves_the_leader() {
+        let brokers = [1, 2, 3, 4];
+        let live = [1, 2, 3, 4];
+        let mut p = PartitionMeta::new(vec![1, 2]);
+        for bad in [vec![], vec![2, 2], vec![5]] {
+            let before = p.clone();
+            assert_eq!(
+                reassign(&mut p, &bad, &brokers, &live).map_err(|e| e.0),
+                Err(ErrorCode::InvalidReplicaAssignment)
+            );
+            assert_eq!(p, before, "a refused reassignment changes nothing");
+        }
+        assert_eq!(reassign(&mut p, &[3, 4], &brokers, &live), Ok(()));
+        assert_eq!(p.replicas, vec![3, 4, 1, 2]);
+        assert_eq!(p.adding_replicas, vec![3, 4]);
+        assert_eq!(p.removing_replicas, vec![1, 2]);
+        assert_eq!(
+            (p.leader, p.isr.clone()),
+            (1, vec![1, 2]),
+            "nothing moves yet"
+        );
+        // One new replica in sync: not done.
+        p.isr = vec![1, 2, 3];
+        assert!(!complete_reassignment(&mut p, &live));
+        p.isr = vec![1, 2, 3, 4];
+        let epoch = p.leader_epoch;
+        assert!(complete_reassignment(&mut p, &live));
+        assert_eq!(p.replicas, vec![3, 4]);
+        assert_eq!(p.isr, vec![3, 4]);
+        assert!(!p.reassigning());
+        assert_eq!(
+            (p.leader, p.leader_epoch),
+            (3, epoch + 1),
+            "the leader left: moved"
+        );
+
+        // Shrinking needs no catch-up: done at once, the leader stays.
+        let mut q = PartitionMeta::new(vec![1, 2, 3]);
+        assert_eq!(reassign(&mut q, &[1], &brokers, &live), Ok(()));
+        assert_eq!(
+            (q.replicas.clone(), q.isr.clone(), q.leader),
+            (vec![1], vec![1], 1)
+        );
+        assert!(!q.reassigning());
+    }
+
+    #[test]
+    fn a_reassignment_completes_through_the_isr_change_and_cancels_back() {
+        let mut c = image();
+        let live = c.live_brokers();
+        c.brokers.insert(4, broker(4));
+        let brokers: Vec<i32> = c.brokers.keys().copied().collect();
+        let p = &mut c.topics.get_mut("t").expect("t").partitions[2];
+        assert_eq!(reassign(p, &[4], &brokers, &live), Ok(()));
+        assert_eq!(p.replicas, vec![4, 1]);
+        // The leader adds the caught-up replica: the reassignment completes
+        // in the same change.
+        let (epoch, part_epoch) = (p.leader_epoch, p.partition_epoch);
+        assert_eq!(
+            alter_isr(&mut c, "t", 2, 1, epoch, part_epoch, vec![1, 4]),
+            Ok(())
+        );
+        let p = &c.topics["t"].partitions[2];
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (vec![4], vec![4], 4)
+        );
+
+        let mut q = PartitionMeta::new(vec![1, 2]);
+        assert_eq!(
+            cancel_reassignment(&mut q, &live).map_err(|e| e.0),
+            Err(ErrorCode::NoReassignmentInProgress)
+        );
+        assert_eq!(reassign(&mut q, &[3, 2], &[1, 2, 3], &live), Ok(()));
+        assert_eq!(q.replicas, vec![3, 2, 1]);
+        assert_eq!(cancel_reassignment(&mut q, &live), Ok(()));
+        // Back to the replicas it had, in the order they stood (as Kafka).
+        assert_eq!(
+            (q.replicas.clone(), q.isr.clone(), q.leader),
+            (vec![2, 1], vec![2, 1], 1)
+        );
+        assert!(!q.reassigning());
     }
 }

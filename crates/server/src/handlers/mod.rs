@@ -12,6 +12,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod groups;
 pub mod incremental_alter_configs;
@@ -20,6 +21,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod reassignments;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
