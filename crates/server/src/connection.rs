@@ -21,6 +21,16 @@ use ringbroker_protocol::limits::SOCKET_SEND_TIMEOUT_MS;
 
 /// Accepts connections until `stop` fires.
 pub async fn run_listener(shard: Rc<Shard>, listener: TcpListener, stop: flume::Receiver<()>) {
+    // Connections wait in the backlog until the broker serves.
+    {
+        let serving = shard.until_serving();
+        let stopped = stop.recv_async();
+        futures::pin_mut!(serving);
+        futures::pin_mut!(stopped);
+        if let futures::future::Either::Right(_) = futures::future::select(serving, stopped).await {
+            return;
+        }
+    }
     loop {
         let accept = listener.accept();
         let stopped = stop.recv_async();

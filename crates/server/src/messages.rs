@@ -251,6 +251,8 @@ pub enum ShardRequest {
     Admin(AdminRequest),
     /// Adopt a new catalog: open or remove partitions this shard owns.
     ApplyCatalog(Arc<Catalog>),
+    /// Start taking client connections (a cluster broker caught up).
+    ServeClients,
     /// A group API call for a group this shard coordinates.
     Group(ringbroker_groups::Request),
     /// A cluster-unique producer id (shard 0 of a cluster node).

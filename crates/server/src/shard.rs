@@ -169,6 +169,12 @@ pub struct Shard {
     stop_event: event_listener::Event,
     /// This node's part in a cluster (shard 0 of a cluster node only).
     pub cluster: RefCell<Option<Rc<crate::cluster::node::ClusterNode>>>,
+    /// False while a cluster broker starts: it registers and catches up
+    /// with the metadata before it takes client connections, so it never
+    /// answers from an image older than its own registration.
+    serving: Cell<bool>,
+    /// Fired when `serving` is set.
+    serving_event: event_listener::Event,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -213,6 +219,7 @@ impl Shard {
             Flusher::new()
         };
         let topic_defaults = Arc::new(config.topic_defaults.clone());
+        let serves_at_once = !config.cluster.as_ref().is_some_and(|c| c.broker);
         let flush_interval_ms = config.log_flush_interval_ms;
         let offsets_partitions = catalog
             .topics
@@ -245,6 +252,8 @@ impl Shard {
             stopping: Cell::new(false),
             stop_event: event_listener::Event::new(),
             cluster: RefCell::new(None),
+            serving: Cell::new(serves_at_once),
+            serving_event: event_listener::Event::new(),
         });
         shard.adopt_catalog(catalog.clone());
         shard.open_owned_partitions(&catalog)?;
@@ -313,6 +322,34 @@ impl Shard {
     pub fn begin_stop(&self) {
         self.stopping.set(true);
         self.stop_event.notify(usize::MAX);
+    }
+
+    /// Takes client connections from now on (see `serving`).
+    pub fn serve_clients(&self) {
+        if !self.serving.replace(true) {
+            self.serving_event.notify(usize::MAX);
+        }
+    }
+
+    /// Resolves once the shard takes client connections.
+    pub async fn until_serving(&self) {
+        loop {
+            let listener = self.serving_event.listen();
+            if self.serving.get() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Every shard of this node takes client connections from now on.
+    pub async fn serve_clients_everywhere(self: &Rc<Self>) {
+        self.serve_clients();
+        let others = (0..self.count)
+            .map(ShardId)
+            .filter(|s| *s != self.id)
+            .map(|s| self.call(s, ShardRequest::ServeClients));
+        futures::future::join_all(others).await;
     }
 
     /// True once the shutdown has begun.
@@ -558,6 +595,10 @@ impl Shard {
             ShardRequest::Admin(admin) => ShardResponse::Admin(self.admin_local(admin).await),
             ShardRequest::ApplyCatalog(catalog) => {
                 ShardResponse::Applied(self.adopt_and_serve(catalog).await)
+            }
+            ShardRequest::ServeClients => {
+                self.serve_clients();
+                ShardResponse::Done
             }
             ShardRequest::AlterIsr(request) => {
                 self.alter_isr(request).await;

@@ -886,11 +886,15 @@ impl PartitionLog {
         max_bytes: usize,
         upper: i64,
     ) -> Result<Option<ReadPlan>, ReadError> {
-        let upper = upper.min(self.written_offset);
-        if offset < self.log_start_offset || offset > upper {
+        // Out of range is judged against the log end, as Kafka does: an
+        // offset between the bound (a high watermark) and the log end reads
+        // nothing yet (a new leader's high watermark can trail what a
+        // consumer read from the old one).
+        if offset < self.log_start_offset || offset > self.written_offset {
             return Err(ReadError::OutOfRange);
         }
-        if offset == upper {
+        let upper = upper.min(self.written_offset);
+        if offset >= upper {
             return Ok(None);
         }
         let bound = if upper < self.written_offset {
@@ -1689,6 +1693,9 @@ mod tests {
                     log.plan_read(9, 100, 8),
                     Err(ReadError::OutOfRange)
                 ));
+                // Past a lower bound (a high watermark) but within the log:
+                // nothing to read yet, not out of range.
+                assert!(matches!(log.plan_read(6, 100, 4), Ok(None)));
             }
             // Appends continue at the new end with a newer epoch.
             partition.set_leader_epoch(7);

@@ -106,6 +106,9 @@ pub enum ControllerResponse {
     Registered {
         /// Its broker epoch (heartbeats carry it).
         epoch: i64,
+        /// The metadata version that holds the registration.
+        #[serde(default)]
+        version: u64,
     },
     /// The answer to a heartbeat.
     Heartbeat {

@@ -267,9 +267,9 @@ impl Controller {
                     })
                     .await;
                 match registered {
-                    Ok((epoch, _)) => {
+                    Ok((epoch, version)) => {
                         log::info!("broker {id} registered (epoch {epoch})");
-                        ControllerResponse::Registered { epoch }
+                        ControllerResponse::Registered { epoch, version }
                     }
                     Err(e) => e,
                 }

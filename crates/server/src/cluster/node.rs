@@ -35,6 +35,9 @@ pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 pub const META_PROPERTIES: &str = "meta.properties";
 /// How long a forwarded admin change may take, commit and propagation.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a registered broker that has not caught up with its
+/// registration says so.
+const SERVE_CATCH_UP: Duration = Duration::from_secs(30);
 /// How long a broker-only node's metadata fetch waits for a change.
 const FETCH_WAIT_MS: u64 = 1_000;
 /// The longest one attempt at a controller may take (admin changes and
@@ -396,7 +399,7 @@ impl ClusterNode {
         });
         glommio::spawn_local(node.clone().follow_metadata(shard.clone())).detach();
         if node.cluster.broker {
-            glommio::spawn_local(node.clone().broker_lifecycle()).detach();
+            glommio::spawn_local(node.clone().broker_lifecycle(shard.clone())).detach();
         }
         Ok(node)
     }
@@ -420,7 +423,7 @@ impl ClusterNode {
 
     /// Registers, then heartbeats every `broker.heartbeat.interval.ms`;
     /// registers again when the controller does not know it.
-    async fn broker_lifecycle(self: Rc<Self>) {
+    async fn broker_lifecycle(self: Rc<Self>, shard: Rc<Shard>) {
         let interval = Duration::from_millis(self.cluster.heartbeat_interval_ms.max(10));
         let mut registered = false;
         let mut epoch = 0;
@@ -432,7 +435,10 @@ impl ClusterNode {
                     cluster_id: self.meta.borrow().cluster_id.clone(),
                 };
                 match self.client.call(&request, deadline).await {
-                    Ok(ControllerResponse::Registered { epoch: given }) => {
+                    Ok(ControllerResponse::Registered {
+                        epoch: given,
+                        version,
+                    }) => {
                         log::info!(
                             "broker {} registered with controller {:?} (epoch {given})",
                             self.config.node_id,
@@ -440,6 +446,22 @@ impl ClusterNode {
                         );
                         registered = true;
                         epoch = given;
+                        // Clients are served once every shard holds the
+                        // image with this registration (Kafka's brokers
+                        // catch up with the metadata log before they
+                        // serve): never from an older one.
+                        let (node, shard) = (self.clone(), shard.clone());
+                        glommio::spawn_local(async move {
+                            while !shard.is_stopping() {
+                                let deadline = Instant::now() + SERVE_CATCH_UP;
+                                if node.wait_published(version, deadline).await {
+                                    shard.serve_clients_everywhere().await;
+                                    return;
+                                }
+                                log::warn!("still catching up with metadata version {version}; not serving clients yet");
+                            }
+                        })
+                        .detach();
                     }
                     Ok(ControllerResponse::Failed { code, message })
                         if code == ErrorCode::InconsistentClusterId.code() =>
