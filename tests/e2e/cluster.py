@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from conftest import BIN, DEFAULT_SHARDS, api_versions_ok, free_port
+from conftest import BIN, api_versions_ok, free_port
 from kafka_wire import (Reader, fetch_v4, fetch_v4_error, produce_v3, produce_v3_result,
                         read_response, record_batch, request, string, string_nullable)
 
@@ -89,9 +89,9 @@ def free_ports(n):
     return list(ports)
 
 
-def tcp_accepts(port, timeout=1.0):
+def tcp_accepts(port, timeout=1.0, host="127.0.0.1"):
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
@@ -117,6 +117,11 @@ class Node:
         self.data_dir = cluster.root / f"node{node_id}-data"
         self.log_path = cluster.root / f"node{node_id}.log"
         self.overrides = {}  # this node's own --override keys (win over the cluster's)
+        # Set before the node starts to run it elsewhere (test_netns.py: its
+        # own network namespace): the 127/8 address it listens on, and words
+        # put before the command (["ip", "netns", "exec", NAME]).
+        self.host = "127.0.0.1"
+        self.command_prefix = []
         self.proc = None
         self.paused = False
         self.starts = 0
@@ -134,7 +139,18 @@ class Node:
 
     @property
     def bootstrap(self):
-        return f"127.0.0.1:{self.port}" if self.port else None
+        return f"{self.host}:{self.port}" if self.port else None
+
+    @property
+    def shards(self):
+        if self.cluster.shards is not None:
+            return self.cluster.shards
+        return 2 if self.id % 2 else 1
+
+    @property
+    def address(self):
+        """(host, client port): what the hand-built requests below take."""
+        return (self.host, self.port) if self.port else None
 
     def settings(self, overrides=None):
         """The --override keys of this node: cluster layout, the cluster's
@@ -143,9 +159,9 @@ class Node:
             return {**self.cluster.extra, **self.overrides, **(overrides or {})}
         listeners = []
         if self.is_broker:
-            listeners.append(f"PLAINTEXT://127.0.0.1:{self.port}")
+            listeners.append(f"PLAINTEXT://{self.host}:{self.port}")
         if self.is_controller:
-            listeners.append(f"CONTROLLER://127.0.0.1:{self.controller_port}")
+            listeners.append(f"CONTROLLER://{self.host}:{self.controller_port}")
         out = {
             "process.roles": ",".join(r for r in ("broker", "controller") if r in self.roles),
             "controller.quorum.voters": self.cluster.voters_value(),
@@ -158,8 +174,8 @@ class Node:
         return out
 
     def args(self, overrides=None):
-        args = [self.cluster.binary, "--node-id", str(self.id), "--data-dir", str(self.data_dir),
-                "--shards", str(self.cluster.shards)]
+        args = [*self.command_prefix, self.cluster.binary, "--node-id", str(self.id),
+                "--data-dir", str(self.data_dir), "--shards", str(self.shards)]
         if self.is_broker:
             args += ["--listen", self.bootstrap]
         for key, value in self.settings(overrides).items():
@@ -200,8 +216,8 @@ class Node:
         """Brokers: ApiVersions answers on the client port. Controller-only
         nodes (no client port): the CONTROLLER port accepts connections."""
         if self.is_broker:
-            return api_versions_ok(self.port)
-        return tcp_accepts(self.controller_port)
+            return api_versions_ok(self.port, host=self.host)
+        return tcp_accepts(self.controller_port, host=self.host)
 
     def wait_ready(self, deadline):
         while time.monotonic() < deadline:
@@ -273,14 +289,19 @@ class Cluster:
     strings). heartbeat_ms / session_timeout_ms set
     broker.heartbeat.interval.ms / broker.session.timeout.ms (None: the
     server's defaults). roles=None: n independent single-node brokers with
-    no cluster keys at all (today's mode; for checking the harness)."""
+    no cluster keys at all (today's mode; for checking the harness).
+
+    shards: one count for every node, or None for a mix: odd node ids run
+    two shards (requests cross the mesh), even ones one (everything local),
+    so every cluster test covers both; scripts/test.sh runs the cluster
+    suites once."""
 
     def __init__(self, root, n=3, shards=None, extra=None, roles="broker,controller",
                  heartbeat_ms=500, session_timeout_ms=3000, binary=None):
         self.root = pathlib.Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.binary = binary or BIN
-        self.shards = DEFAULT_SHARDS if shards is None else shards
+        self.shards = shards
         self.standalone = roles is None
         if self.standalone:
             roles = "broker"
@@ -313,7 +334,7 @@ class Cluster:
     # ----- layout -----
 
     def voters_value(self):
-        return ",".join(f"{v.id}@127.0.0.1:{v.controller_port}" for v in self._voters)
+        return ",".join(f"{v.id}@{v.host}:{v.controller_port}" for v in self._voters)
 
     @property
     def voter_ids(self):
@@ -450,7 +471,7 @@ class Cluster:
 
     def _lists_brokers(self, expected, nodes):
         for node in nodes:
-            got = set(metadata(node.port).brokers)
+            got = set(metadata(node.address).brokers)
             if got != expected:
                 return Not(f"node {node.id} lists brokers {sorted(got)}, expected {sorted(expected)}")
         return True
@@ -473,7 +494,7 @@ class Cluster:
         """Node i is in every running broker's Metadata (its own too)."""
         def listed():
             for n in self.live_brokers():
-                got = metadata(n.port).brokers
+                got = metadata(n.address).brokers
                 if i not in got:
                     return Not(f"node {n.id} lists brokers {sorted(got)}")
             return True
@@ -485,7 +506,7 @@ class Cluster:
 
         def gone():
             for n in others:
-                got = metadata(n.port).brokers
+                got = metadata(n.address).brokers
                 if i in got:
                     return Not(f"node {n.id} lists brokers {sorted(got)}")
             return True
@@ -495,7 +516,7 @@ class Cluster:
         """The active controller id once every running broker's
         DescribeCluster agrees on one running voter not in `exclude`."""
         def agreed():
-            ids = {n.id: describe_cluster(n.port).controller_id for n in self.live_brokers()}
+            ids = {n.id: describe_cluster(n.address).controller_id for n in self.live_brokers()}
             values = set(ids.values())
             cid = values.pop()
             if values or cid in exclude or cid not in self.voter_ids or not self.nodes[cid].up():
@@ -512,7 +533,7 @@ class Cluster:
         def shown():
             out = {}
             for node in nodes:
-                topic = metadata(node.port, [name]).topics.get(name)
+                topic = metadata(node.address, [name]).topics.get(name)
                 if (topic is None or topic.error != NONE
                         or (partitions is not None and len(topic.partitions) != partitions)
                         or (leaders and any(p.leader < 0 for p in topic.partitions.values()))):
@@ -526,7 +547,7 @@ class Cluster:
 
         def gone():
             for n in nodes:
-                if name in metadata(n.port).topics:
+                if name in metadata(n.address).topics:
                     return Not(f"node {n.id} still lists it")
             return True
         self.wait_until(gone, timeout, f"topic {name!r} gone from nodes {[n.id for n in nodes]}")
@@ -545,7 +566,7 @@ class Cluster:
 
     def raw_metadata(self, i, topics=None):
         """Metadata v7 from node i (leader epochs and offline replicas)."""
-        return metadata(self.nodes[i].port, topics)
+        return metadata(self.nodes[i].address, topics)
 
     def controller_id(self, i=None):
         """The active controller as node i (default: the first running
@@ -554,7 +575,7 @@ class Cluster:
         that from a Metadata response, whose controller id is a broker to
         send admin requests to (Kafka puts any live broker there)."""
         i = i if i is not None else self.live_brokers()[0].id
-        cid = describe_cluster(self.nodes[i].port).controller_id
+        cid = describe_cluster(self.nodes[i].address).controller_id
         return cid if cid >= 0 else None
 
 
@@ -565,16 +586,18 @@ _correlation = itertools.count(1000)
 
 
 def call(port, api_key, version, body, timeout=10, flexible=False):
-    """Sends one request to 127.0.0.1:port on a new connection; returns the
-    response after its size (starting with the correlation id; for
-    flexible versions the header's tagged fields are skipped)."""
+    """Sends one request to 127.0.0.1:port (or to port, a (host, port)
+    pair such as Node.address) on a new connection; returns the response
+    after its size (starting with the correlation id; for flexible versions
+    the header's tagged fields are skipped)."""
+    address = port if isinstance(port, tuple) else ("127.0.0.1", port)
     corr = next(_correlation)
     if flexible:
         header = struct.pack(">hhi", api_key, version, corr) + string("cluster-test") + b"\x00"
         frame = struct.pack(">i", len(header) + len(body)) + header + body
     else:
         frame = request(api_key, version, corr, body, client_id="cluster-test")
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    with socket.create_connection(address, timeout=timeout) as s:
         s.settimeout(timeout)
         s.sendall(frame)
         response = read_response(s)

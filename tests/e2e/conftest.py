@@ -24,10 +24,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def api_versions_ok(port, timeout=1.0):
+def api_versions_ok(port, timeout=1.0, host="127.0.0.1"):
     """True when the broker answers an ApiVersions v0 request."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with socket.create_connection((host, port), timeout=timeout) as s:
             header = struct.pack(">hhih", 18, 0, 1, 4) + b"test"
             s.sendall(struct.pack(">i", len(header)) + header)
             size = struct.unpack(">i", recv_exact(s, 4))[0]

@@ -63,6 +63,21 @@ fn meta_of<'a>(
         .and_then(|t| t.partition(partition.index))
 }
 
+/// True while this replica still follows `partition` from `leader` at
+/// leader epoch `epoch`. Checked after every wait on the network and
+/// before anything is appended or cut: the metadata may have moved on
+/// while a request was out (this broker may lead the partition now), and
+/// an answer meant for an older leadership must change nothing.
+fn still_following(shard: &Shard, partition: &Partition, leader: i32, epoch: i32) -> bool {
+    partition.is_follower()
+        && !partition.deleted.get()
+        && meta_of(&shard.catalog(), partition).is_some_and(|m| {
+            m.leader == leader
+                && m.leader_epoch == epoch
+                && m.replicas.contains(&shard.config.node_id)
+        })
+}
+
 /// The partitions this shard follows, by leader broker id.
 fn followed(shard: &Shard) -> HashMap<i32, Vec<Rc<Partition>>> {
     let catalog = shard.catalog();
@@ -203,6 +218,7 @@ async fn truncate_to_leader(
     shard: &Shard,
     conn: &mut Connection,
     partition: &Rc<Partition>,
+    leader: i32,
     current_epoch: i32,
 ) -> bool {
     let (latest, end) = {
@@ -256,6 +272,9 @@ async fn truncate_to_leader(
         );
         return false;
     }
+    if !still_following(shard, partition, leader, current_epoch) {
+        return false;
+    }
     // The leader's end of the latest epoch both logs share; where that
     // epoch ends here too (KIP-279).
     let mut cut = end;
@@ -274,7 +293,7 @@ async fn truncate_to_leader(
         }
     }
     if cut < end {
-        truncate(shard, partition, cut).await;
+        return truncate(shard, partition, cut, leader, current_epoch).await;
     }
     true
 }
@@ -352,7 +371,7 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
             let Some((_, _, conn)) = connection.as_mut() else {
                 break;
             };
-            if truncate_to_leader(shard, conn, partition, epoch).await {
+            if truncate_to_leader(shard, conn, partition, leader, epoch).await {
                 reconciled.insert(key, epoch);
             } else {
                 unreconciled = true;
@@ -363,10 +382,18 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
             glommio::timer::sleep(BACKOFF).await;
             continue;
         }
-        // The request: every followed partition from its durable end.
+        // The request: every partition still followed from this leader
+        // (the metadata as it is now, after the waits above), from its
+        // durable end.
+        let catalog = shard.catalog();
         let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        let mut asked_epochs: HashMap<(String, i32), i32> = HashMap::new();
         for partition in &partitions {
             let epoch = meta_of(&catalog, partition).map_or(-1, |m| m.leader_epoch);
+            if !still_following(shard, partition, leader, epoch) {
+                continue;
+            }
+            asked_epochs.insert((partition.topic.clone(), partition.index), epoch);
             let log = partition.log.borrow();
             topics.entry(partition.topic.clone()).or_default().push(
                 FetchPartition::default()
@@ -376,6 +403,10 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
                     .with_log_start_offset(log.log_start_offset())
                     .with_partition_max_bytes(PARTITION_MAX_BYTES),
             );
+        }
+        if topics.is_empty() {
+            glommio::timer::sleep(SCAN_EVERY).await;
+            continue;
         }
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(me))
@@ -419,6 +450,13 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
                 else {
                     continue;
                 };
+                let epoch = asked_epochs
+                    .get(&(partition.topic.clone(), partition.index))
+                    .copied()
+                    .unwrap_or(-1);
+                if !still_following(shard, partition, leader, epoch) {
+                    continue;
+                }
                 match ErrorCode::from_code(data.error_code) {
                     Some(ErrorCode::None) => {
                         if let Some(records) = data.records.as_ref().filter(|r| !r.is_empty()) {
@@ -447,7 +485,7 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
                         // the leader had committed.
                         let end = partition.log.borrow().next_offset();
                         if end > data.high_watermark && data.high_watermark >= 0 {
-                            truncate(shard, partition, data.high_watermark).await;
+                            truncate(shard, partition, data.high_watermark, leader, epoch).await;
                         } else {
                             log::warn!(
                                 "{}-{}: offset {end} out of the leader's range (start {}); waiting",
@@ -475,9 +513,19 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
     }
 }
 
-/// Cuts a follower's log back to `offset` once its writes have settled.
-async fn truncate(shard: &Shard, partition: &Rc<Partition>, offset: i64) {
+/// Cuts a follower's log back to `offset` once its writes have settled,
+/// if it still follows `leader` at `epoch` then. Returns whether it did.
+async fn truncate(
+    shard: &Shard,
+    partition: &Rc<Partition>,
+    offset: i64,
+    leader: i32,
+    epoch: i32,
+) -> bool {
     sync_all(shard, std::slice::from_ref(partition)).await;
+    if !still_following(shard, partition, leader, epoch) {
+        return false;
+    }
     let result = partition.log.borrow_mut().truncate_to(offset);
     match result {
         Ok(end) => log::warn!(
@@ -492,6 +540,7 @@ async fn truncate(shard: &Shard, partition: &Rc<Partition>, offset: i64) {
         ),
     }
     partition.notify();
+    true
 }
 
 /// The leader's side of the ISR (Kafka's AlterPartition), for the

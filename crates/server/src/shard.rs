@@ -846,8 +846,10 @@ impl Shard {
                 continue;
             };
             // A follower's fetch offset is what it holds durably: it
-            // moves the high watermark before the read is planned.
-            if part.replica >= 0 {
+            // moves the high watermark before the read is planned. An
+            // offset past this log's end is out of range, never progress.
+            let log_end = partition.log.borrow().log_end_offset();
+            if part.replica >= 0 && part.offset <= log_end {
                 partition.record_follower_fetch(part.replica, part.offset, now_ms());
             }
             // The offsets answered are those the read was planned against;

@@ -1619,6 +1619,36 @@ mod tests {
     }
 
     #[test]
+    fn the_high_watermark_moves_only_with_what_in_sync_followers_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        on_executor(move || async move {
+            let log = PartitionLog::open(&path, LogConfig::default(), 0).expect("open");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            let flusher = Rc::new(Flusher::new());
+            partition.lead_replicated(1, vec![1, 2, 3], 0);
+            for i in 0..4 {
+                partition.append(&batch(&[b"x"], i), 1).expect("append");
+            }
+            partition.log.borrow_mut().request_sync();
+            flush(&flusher, &partition).await;
+            assert_eq!(partition.high_watermark(), 0, "no follower has fetched");
+            partition.record_follower_fetch(2, 3, 1);
+            assert_eq!(partition.high_watermark(), 0, "follower 3 has not fetched");
+            partition.record_follower_fetch(3, 2, 1);
+            assert_eq!(partition.high_watermark(), 2);
+            // A fetch past this log's end (a follower acting on another
+            // leadership's longer log) is not progress.
+            partition.record_follower_fetch(3, 40, 2);
+            partition.record_follower_fetch(2, 40, 2);
+            assert_eq!(partition.high_watermark(), 2);
+            partition.record_follower_fetch(3, 4, 3);
+            partition.record_follower_fetch(2, 4, 3);
+            assert_eq!(partition.high_watermark(), 4);
+        });
+    }
+
+    #[test]
     fn leader_epochs_are_stamped_checkpointed_and_truncated_across_segments() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t-0");

@@ -223,6 +223,11 @@ impl Partition {
             let Some(state) = state.as_mut() else {
                 return;
             };
+            if offset > log_end {
+                // Past this log's end: the follower acts on another
+                // leadership's log; nothing it holds is known here.
+                return;
+            }
             let entry = state.followers.entry(replica).or_insert(FollowerState {
                 offset,
                 caught_up_ms: -1,

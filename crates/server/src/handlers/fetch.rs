@@ -78,6 +78,18 @@ pub async fn handle(
                 Some(partition) if replica >= 0 && !partition.replicas.contains(&replica) => {
                     Slot::Error(ErrorCode::NotLeaderOrFollower.code())
                 }
+                // KIP-320: the fetcher's idea of the leader epoch must be
+                // this leader's (a follower acting on an older leadership
+                // never moves this one's high watermark).
+                Some(partition)
+                    if p.current_leader_epoch >= 0
+                        && p.current_leader_epoch < partition.leader_epoch =>
+                {
+                    Slot::Error(ErrorCode::FencedLeaderEpoch.code())
+                }
+                Some(partition) if p.current_leader_epoch > partition.leader_epoch => {
+                    Slot::Error(ErrorCode::UnknownLeaderEpoch.code())
+                }
                 Some(_) => {
                     parts.push(FetchPart {
                         topic: name.clone(),
