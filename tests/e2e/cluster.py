@@ -21,6 +21,7 @@ import ctypes
 import itertools
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import struct
@@ -226,7 +227,21 @@ class Node:
             if self.ready():
                 return self
             time.sleep(0.05)
+        self.dump_threads()
         raise RuntimeError(f"node {self.id} not ready in time:\n{self.log()}")
+
+    def dump_threads(self):
+        """Every thread's stack of a running node into node<id>.stacks
+        (with gdb, when installed): what a node that does not come up is
+        doing."""
+        if not self.alive() or shutil.which("gdb") is None:
+            return
+        try:
+            out = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-ex", "thread apply all bt"],
+                                 capture_output=True, text=True, timeout=60).stdout
+            (self.cluster.root / f"node{self.id}.stacks").write_text(out)
+        except (OSError, subprocess.SubprocessError):
+            pass
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
