@@ -24,6 +24,21 @@ def index_of(value):
     return int(value[1:])
 
 
+def stop_producing(stopping, thread, producer, flush_timeout):
+    """Stops a producing thread and waits (bounded) for the outstanding
+    deliveries; returns how many messages were still queued (purged)."""
+    stopping.set()
+    thread.join(30)
+    if thread.is_alive():
+        raise AssertionError("the producer thread did not stop")
+    producer.flush(flush_timeout)
+    left = len(producer)
+    if left:
+        producer.purge()
+        producer.flush(5)
+    return left
+
+
 class BusyCore:
     """Keeps one core busy with an unrelated spin loop (a loaded CI machine)."""
 
@@ -106,15 +121,7 @@ class FlatOutProducer:
     def stop(self, flush_timeout=60):
         """Stops producing and waits (bounded) for outstanding deliveries.
         Returns how many messages were still queued (purged)."""
-        self.stopping.set()
-        self.thread.join(30)
-        if self.thread.is_alive():
-            raise AssertionError("the producer thread did not stop")
-        self.producer.flush(flush_timeout)
-        left = len(self.producer)
-        if left:
-            self.producer.purge()
-            self.producer.flush(5)
+        left = stop_producing(self.stopping, self.thread, self.producer, flush_timeout)
         try:
             fatal = self.producer.fatal_error()
         except AttributeError:  # older clients

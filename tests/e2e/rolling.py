@@ -27,6 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from confluent_kafka.admin import NewTopic
 
 import cluster as C
+from restart_check import stop_producing
 
 _PARTITION_EOF = -191
 
@@ -124,15 +125,7 @@ class Load:
     def stop(self, flush_timeout=120):
         """Stops producing, waits (bounded) for outstanding deliveries;
         returns how many messages were still queued (purged)."""
-        self.stopping.set()
-        self.thread.join(30)
-        if self.thread.is_alive():
-            raise AssertionError("the producer thread did not stop")
-        self.producer.flush(flush_timeout)
-        left = len(self.producer)
-        if left:
-            self.producer.purge()
-            self.producer.flush(5)
+        left = stop_producing(self.stopping, self.thread, self.producer, flush_timeout)
         # Destroyed now, while the brokers still run: the thread's bound
         # method makes a cycle that would leave it to the garbage collector,
         # whose destroy waits on brokers that may be gone by then.
