@@ -488,6 +488,9 @@ impl Shard {
                 let log = PartitionLog::open(&dir, log_config.clone(), now)?;
                 let partition = Rc::new(Partition::new(meta.name.clone(), p, log));
                 partition.set_leader_epoch(replicas.leader_epoch);
+                if replicas.replicas.len() > 1 {
+                    partition.open_replicated();
+                }
                 self.adopt_role(&partition, replicas);
                 self.partitions.borrow_mut().insert(key, partition);
             }

@@ -900,10 +900,11 @@ impl PartitionLog {
         let bound = if upper < self.written_offset {
             match self.position_of(upper) {
                 Some(bound) => Some(bound),
-                None => {
-                    debug_assert!(false, "no known position for bound {upper}");
-                    return Ok(None);
-                }
+                // A bound inside what the log held when it was opened (a
+                // replicated partition's high watermark catching up after
+                // a restart): nothing is read until it reaches a batch end
+                // written since, or the log end.
+                None => return Ok(None),
             }
         } else {
             None
@@ -959,7 +960,15 @@ impl PartitionLog {
     /// bounded below the written end (a high watermark behind it).
     pub fn track_batch_ends(&mut self, track: bool) {
         match (track, self.batch_ends.is_some()) {
-            (true, false) => self.batch_ends = Some(VecDeque::new()),
+            (true, false) => {
+                // The current end is a batch end too: reads can be bounded
+                // there from now on.
+                let mut ends = VecDeque::new();
+                if let Some(active) = self.segments.back().filter(|s| s.size > 0) {
+                    ends.push_back((self.next_offset, active.base_offset, active.size));
+                }
+                self.batch_ends = Some(ends);
+            }
             (false, true) => self.batch_ends = None,
             _ => {}
         }
@@ -1645,6 +1654,40 @@ mod tests {
             partition.record_follower_fetch(3, 4, 3);
             partition.record_follower_fetch(2, 4, 3);
             assert_eq!(partition.high_watermark(), 4);
+        });
+    }
+
+    #[test]
+    fn a_reopened_replicated_partition_trusts_nothing_until_replication_confirms_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        on_executor(move || async move {
+            let flusher = Rc::new(Flusher::new());
+            {
+                let log = PartitionLog::open(&path, LogConfig::default(), 0).expect("open");
+                let partition = Rc::new(Partition::new("t".into(), 0, log));
+                for i in 0..4 {
+                    partition.append(&batch(&[b"x"], i), 1).expect("append");
+                }
+                partition.log.borrow_mut().request_sync();
+                flush(&flusher, &partition).await;
+            }
+            let log = PartitionLog::open(&path, LogConfig::default(), 0).expect("reopen");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            partition.open_replicated();
+            partition.lead_replicated(1, vec![1, 2], 0);
+            assert_eq!(partition.high_watermark(), 0, "nothing confirmed yet");
+            for i in 4..6 {
+                partition.append(&batch(&[b"y"], i), 1).expect("append");
+            }
+            partition.log.borrow_mut().request_sync();
+            flush(&flusher, &partition).await;
+            // The follower holds what the log held at open: the high
+            // watermark stops there, and reads are bounded there.
+            partition.record_follower_fetch(2, 4, 1);
+            assert_eq!(partition.high_watermark(), 4);
+            let log = partition.log.borrow();
+            assert_eq!(batch_offsets(&log, 0, 4).len(), 4);
         });
     }
 

@@ -176,6 +176,21 @@ impl Partition {
         self.notify();
     }
 
+    /// A replicated partition opened from disk: none of what it holds is
+    /// known to be committed (the log may end with records the rest of the
+    /// ISR never got), so its high watermark starts at the log start and
+    /// moves only as replication confirms the log: from the leader's fetch
+    /// answers on a follower, from the ISR's fetches on a leader. Consumers
+    /// of a leader that restarts read once its ISR has fetched.
+    pub fn open_replicated(&self) {
+        let start = {
+            let mut log = self.log.borrow_mut();
+            log.track_batch_ends(true);
+            log.log_start_offset()
+        };
+        self.high_watermark.set(HighWatermark::Replicated(start));
+    }
+
     /// Makes this replica a follower (its high watermark comes from the
     /// leader's fetch responses).
     pub fn follow(&self) {
