@@ -93,7 +93,8 @@ import rolling  # noqa: E402
 MESSAGE_BYTES = 1024
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOPPED = re.compile(r"stopped \((\d+) requests, (\d+) connections, (\d+) flush rounds, (\d+) fdatasyncs, "
-                     r"(\d+) bytes sent zero-copy\)")
+                     r"(\d+) bytes sent zero-copy; follower fetch partitions: (\d+) on their shard, "
+                     r"(\d+) across the mesh\)")
 BENCH_TIMEOUT_EXTRA_S = 120  # beyond --duration: start, drain, exit
 
 
@@ -191,7 +192,8 @@ def stop_counts(cluster):
     """The shards' stop lines of the nodes' latest start, summed:
     {requests, connections, flush_rounds, fdatasyncs, zero_copy_bytes,
     lines}."""
-    keys = ("requests", "connections", "flush_rounds", "fdatasyncs", "zero_copy_bytes")
+    keys = ("requests", "connections", "flush_rounds", "fdatasyncs", "zero_copy_bytes",
+            "replica_parts_local", "replica_parts_remote")
     total = dict.fromkeys(keys + ("lines",), 0)
     for n in cluster.nodes.values():
         for line in n.last_start_output():
@@ -394,7 +396,10 @@ def report(args, command, rows, roll):
         for r in rows:
             s = r["stop"]
             print(f"    {r['config']} #{r['round']}: {s['requests']} requests, {s['flush_rounds']} flush rounds, "
-                  f"{s['fdatasyncs']} fdatasyncs ({s['fdatasyncs'] / (r['produced_bytes'] / 1e9):.0f} per GB acked)")
+                  f"{s['fdatasyncs']} fdatasyncs ({s['fdatasyncs'] / (r['produced_bytes'] / 1e9):.0f} per GB acked)"
+                  + (f"; follower fetch partitions {s['replica_parts_local']} on their owner shard, "
+                     f"{s['replica_parts_remote']} across the mesh (the cross-core replication path)"
+                     if s['replica_parts_local'] + s['replica_parts_remote'] else ""))
     if roll is not None:
         print()
         print(f"(d) rolling restart: 3 nodes, topic of {args.rolling_partitions} partitions, RF3, "

@@ -724,12 +724,14 @@ async fn shard_main(
         .await;
     let (rounds, syncs) = shard.flusher.stats();
     log::info!(
-        "{id}: stopped ({} requests, {} connections, {} flush rounds, {} fdatasyncs, {} bytes sent zero-copy)",
+        "{id}: stopped ({} requests, {} connections, {} flush rounds, {} fdatasyncs, {} bytes sent zero-copy; follower fetch partitions: {} on their shard, {} across the mesh)",
         shard.stats.requests.get(),
         shard.stats.connections.get(),
         rounds,
         syncs,
-        shard.stats.zero_copy_bytes.get()
+        shard.stats.zero_copy_bytes.get(),
+        shard.stats.replica_parts_local.get(),
+        shard.stats.replica_parts_remote.get()
     );
     drop((
         replication,

@@ -40,6 +40,11 @@ pub struct ShardStats {
     pub open_connections: Cell<u64>,
     /// Requests being handled now.
     pub inflight: Cell<u64>,
+    /// Partitions of followers' fetches that arrived on their owner shard.
+    pub replica_parts_local: Cell<u64>,
+    /// Partitions of followers' fetches that crossed the mesh to their
+    /// owner (the cross-core replication path).
+    pub replica_parts_remote: Cell<u64>,
 }
 
 /// Records appended to a local partition, not yet acknowledged.
@@ -810,6 +815,14 @@ impl Shard {
 
     /// Reads from partitions on any shard, without waiting.
     pub async fn fetch(self: &Rc<Self>, parts: Vec<FetchPart>) -> Vec<FetchResult> {
+        for part in parts.iter().filter(|p| p.replica >= 0) {
+            let counter = if self.owner(&part.topic, part.partition) == self.id {
+                &self.stats.replica_parts_local
+            } else {
+                &self.stats.replica_parts_remote
+            };
+            counter.set(counter.get() + 1);
+        }
         let this = self.clone();
         self.scatter(
             parts,
