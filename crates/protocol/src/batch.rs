@@ -491,6 +491,22 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Attribute bit 4 of a v2 batch: written inside a transaction.
+pub const ATTRIBUTE_TRANSACTIONAL: i16 = ATTR_TRANSACTIONAL;
+/// Attribute bit 5 of a v2 batch: a control batch (transaction markers).
+pub const ATTRIBUTE_CONTROL: i16 = ATTR_CONTROL;
+
+/// Computes the CRC32C of a whole batch built outside this module (over
+/// the attributes..end range) and writes it into the header. No-op on a
+/// buffer shorter than a header.
+pub fn write_crc(batch: &mut [u8]) {
+    if batch.len() < BATCH_HEADER_LEN {
+        return;
+    }
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Idempotent-producer fields of a batch built by [`build_batch`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProducerFields {

@@ -28,6 +28,7 @@ pub mod recovery;
 pub mod segment;
 #[cfg(test)]
 mod simulation;
+pub mod txn;
 pub mod writer;
 
 pub use error::{Result, StorageError};
