@@ -22,7 +22,10 @@ def test_port_in_use(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        code, err = run_fail(["--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "d")])
+        # A busy port is waited for (a crashed broker's sockets linger);
+        # half a second here instead of the default 10 s.
+        code, err = run_fail(["--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "d"),
+                              "--override", "ringbroker.startup.port.wait.ms=500"])
     assert code != 0
     assert f"127.0.0.1:{port}" in err and "in use" in err.lower()
     assert len(err.strip().splitlines()) <= 2  # one-line error (plus an optional wait notice)

@@ -205,16 +205,18 @@ def test_reassignment_moves_partitions_between_brokers(cluster, admin_java):
     cluster.wait_fenced(3)
     via = cluster.node(1).bootstrap
     try:
-        assert admin_check(admin_java, via, "reassign", "moving", 0, "2,3") == ["REASSIGN OK"]
-        assert admin_check(admin_java, via, "reassign", "moving", 1, "1,3") == ["REASSIGN OK"]
-        listed = admin_check(admin_java, via, "reassignments")
-        assert "RUNNING moving-0 [2, 3, 1] [3] [1]" in listed, listed
-        assert "RUNNING moving-1 [1, 3, 2] [3] [2]" in listed, listed
-        assert admin_check(admin_java, via, "reassign", "moving", 1, "cancel") == ["REASSIGN OK"]
-        assert admin_check(admin_java, via, "reassign", "moving", 1, "cancel")[0].startswith(
-            "REASSIGN ERROR NoReassignmentInProgressException")
-        assert admin_check(admin_java, via, "reassign", "moving", 0, "2,9")[0].startswith(
-            "REASSIGN ERROR InvalidReplicaAssignmentException")
+        # One JVM runs the admin calls in order; each prints its lines.
+        out = admin_check(admin_java, via, "script", ";".join([
+            "reassign moving 0 2,3", "reassign moving 1 1,3", "reassignments",
+            "reassign moving 1 cancel", "reassign moving 1 cancel", "reassign moving 0 2,9"]))
+        assert out[:2] == ["REASSIGN OK", "REASSIGN OK"], out
+        listed = out[2:out.index("LISTED 2") + 1]
+        assert "RUNNING moving-0 [2, 3, 1] [3] [1]" in listed, out
+        assert "RUNNING moving-1 [1, 3, 2] [3] [2]" in listed, out
+        after = out[out.index("LISTED 2") + 1:]
+        assert after[0] == "REASSIGN OK", out
+        assert after[1].startswith("REASSIGN ERROR NoReassignmentInProgressException"), out
+        assert after[2].startswith("REASSIGN ERROR InvalidReplicaAssignmentException"), out
         # Still served while it runs.
         acked[0].update(produce_all(via, "moving", [b"b%d" % i for i in range(100)], 0))
     finally:

@@ -1186,6 +1186,9 @@ pub struct BrokerConfig {
     /// ringbroker.spin.before.park.us: an idle shard spins this long before
     /// parking its thread (lower cross-shard latency for some CPU).
     pub spin_before_park_us: u64,
+    /// ringbroker.startup.port.wait.ms: how long a start waits for a busy
+    /// listen port to be released (a crashed predecessor's sockets).
+    pub port_wait_ms: u64,
     /// ringbroker.log.write.mode: buffered (page cache) or direct (O_DIRECT).
     pub log_write_mode: WriteMode,
     /// ringbroker.log.sync.scope=filesystem: one syncfs per shard round
@@ -1284,6 +1287,7 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             spin_before_park_us: 0,
+            port_wait_ms: 10_000,
             log_write_mode: WriteMode::Buffered,
             log_sync_filesystem: false,
             topic_defaults: TopicConfig::default(),
@@ -1511,6 +1515,9 @@ impl Builder {
             }
             "ringbroker.spin.before.park.us" => {
                 c.spin_before_park_us = parse_u64_range(key, value, 0, 10_000)?
+            }
+            "ringbroker.startup.port.wait.ms" => {
+                c.port_wait_ms = parse_u64_range(key, value, 0, 600_000)?
             }
             "ringbroker.log.sync.scope" => {
                 c.log_sync_filesystem = match value.trim() {
@@ -2108,6 +2115,11 @@ impl BrokerConfig {
             (
                 "ringbroker.spin.before.park.us",
                 self.spin_before_park_us.to_string(),
+                ConfigType::Long,
+            ),
+            (
+                "ringbroker.startup.port.wait.ms",
+                self.port_wait_ms.to_string(),
                 ConfigType::Long,
             ),
             (

@@ -34,8 +34,6 @@ const PERIODIC_SYNC_CHECK: Duration = Duration::from_secs(1);
 const IDLE_WRITER_CHECK: Duration = Duration::from_secs(10);
 /// A partition not appended to for this long closes its write handle.
 const IDLE_WRITER_MS: i64 = 60_000;
-/// How long a busy listen port is retried at startup.
-const PORT_WAIT: Duration = Duration::from_secs(10);
 /// Name of the lock file that keeps two brokers off one data directory.
 const LOCK_FILE: &str = ".lock";
 
@@ -153,19 +151,20 @@ pub fn bind_listener(
 /// SO_REUSEPORT, so another broker on the same port is detected too.
 /// After a crash the kernel may keep the dead process's listening sockets
 /// for a moment (io_uring teardown is asynchronous), so a busy port is
-/// retried for up to `PORT_WAIT` before giving up.
+/// retried for up to `ringbroker.startup.port.wait.ms` before giving up.
 pub fn check_port(config: &BrokerConfig) -> Result<(), StartupError> {
+    let port_wait = Duration::from_millis(config.port_wait_ms);
     let started = Instant::now();
     let mut logged = false;
     loop {
         match bind_listener(config.listen, false) {
             Ok(_probe) => return Ok(()),
             Err(e)
-                if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < PORT_WAIT =>
+                if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < port_wait =>
             {
                 if !logged {
                     log::info!(
-                        "{} is busy; waiting up to {PORT_WAIT:?} for it to be released",
+                        "{} is busy; waiting up to {port_wait:?} for it to be released",
                         config.listen
                     );
                     logged = true;

@@ -34,23 +34,38 @@ public class AdminCheck {
         props.put("request.timeout.ms", survey ? "4000" : "15000");
         props.put("default.api.timeout.ms", survey ? "8000" : "30000");
         try (Admin admin = Admin.create(props)) {
-            switch (args[1]) {
-                case "features": features(admin); break;
-                case "cluster-ops": clusterOps(admin, args[2]); break;
-                case "set-broker": setBroker(admin, args[2], args[3], args[4]); break;
-                case "delete-broker": deleteBroker(admin, args[2], args[3]); break;
-                case "describe-broker": describeBroker(admin, args[2], args.length > 3 ? args[3] : null); break;
-                case "group-configs": groupConfigs(admin, args[2], args[3], args[4]); break;
-                case "log-dirs": logDirs(admin, args[2]); break;
-                case "producers": producers(admin, args[2], Integer.parseInt(args[3])); break;
-                case "max-timestamp": maxTimestamp(admin, args[2]); break;
-                case "delete-records": deleteRecords(admin, args[2], Integer.parseInt(args[3]), Long.parseLong(args[4])); break;
-                case "reassign": reassign(admin, args[2], Integer.parseInt(args[3]), args[4]); break;
-                case "reassignments": reassignments(admin); break;
-                case "elect": elect(admin, args[2], args[3], Integer.parseInt(args[4])); break;
-                case "survey": survey(admin, args[2]); break;
-                default: throw new IllegalArgumentException(args[1]);
+            if (args[1].equals("script")) {
+                // Several commands in one JVM, in order: "cmd a b;cmd c".
+                for (String command : args[2].split(";")) {
+                    String[] words = command.trim().split("\\s+");
+                    String[] full = new String[words.length + 1];
+                    full[0] = args[0];
+                    System.arraycopy(words, 0, full, 1, words.length);
+                    run(admin, full);
+                }
+            } else {
+                run(admin, args);
             }
+        }
+    }
+
+    static void run(Admin admin, String[] args) throws Exception {
+        switch (args[1]) {
+            case "features": features(admin); break;
+            case "cluster-ops": clusterOps(admin, args[2]); break;
+            case "set-broker": setBroker(admin, args[2], args[3], args[4]); break;
+            case "delete-broker": deleteBroker(admin, args[2], args[3]); break;
+            case "describe-broker": describeBroker(admin, args[2], args.length > 3 ? args[3] : null); break;
+            case "group-configs": groupConfigs(admin, args[2], args[3], args[4]); break;
+            case "log-dirs": logDirs(admin, args[2]); break;
+            case "producers": producers(admin, args[2], Integer.parseInt(args[3])); break;
+            case "max-timestamp": maxTimestamp(admin, args[2]); break;
+            case "delete-records": deleteRecords(admin, args[2], Integer.parseInt(args[3]), Long.parseLong(args[4])); break;
+            case "reassign": reassign(admin, args[2], Integer.parseInt(args[3]), args[4]); break;
+            case "reassignments": reassignments(admin); break;
+            case "elect": elect(admin, args[2], args[3], Integer.parseInt(args[4])); break;
+            case "survey": survey(admin, args[2]); break;
+            default: throw new IllegalArgumentException(args[1]);
         }
     }
 
