@@ -34,6 +34,11 @@ pub fn append_error_code(error: &AppendError) -> ErrorCode {
         AppendError::Storage(e) => storage_error_code(e),
         AppendError::Closed => ErrorCode::NotLeaderOrFollower,
         AppendError::OutOfOrder { .. } => ErrorCode::OffsetOutOfRange,
+        AppendError::ControlBatchFromClient | AppendError::MarkerWithoutProducer(_) => {
+            ErrorCode::InvalidRecord
+        }
+        AppendError::Transaction(e) => e.error_code(),
+        AppendError::InvalidControlBatch(_) => ErrorCode::CorruptMessage,
     }
 }
 
@@ -70,6 +75,33 @@ mod tests {
         assert_eq!(
             append_error_code(&AppendError::Closed),
             ErrorCode::NotLeaderOrFollower
+        );
+    }
+
+    #[test]
+    fn transactional_refusals_keep_their_kafka_codes() {
+        use ringbroker_storage::txn::TxnError;
+        assert_eq!(
+            append_error_code(&AppendError::ControlBatchFromClient),
+            ErrorCode::InvalidRecord
+        );
+        let fenced = TxnError::CoordinatorFenced {
+            producer_id: 1,
+            current: 3,
+            got: 2,
+        };
+        assert_eq!(
+            append_error_code(&AppendError::Transaction(fenced)),
+            ErrorCode::TransactionCoordinatorFenced
+        );
+        let stale = TxnError::StaleEpoch {
+            producer_id: 1,
+            current: 3,
+            got: 2,
+        };
+        assert_eq!(
+            append_error_code(&AppendError::Transaction(stale)),
+            ErrorCode::InvalidProducerEpoch
         );
     }
 }

@@ -321,6 +321,7 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), StorageEr
                     .log
                     .borrow_mut()
                     .mark_written(segment_base, end, end_offset);
+                partition.on_log_written();
                 partition.notify();
             }
             PendingOp::Seal {
@@ -345,6 +346,27 @@ async fn perform(partition: &Partition, work: FlushWork) -> Result<(), StorageEr
                     })
                     .await;
                 written.map_err(|e| StorageError::at(Op::WriteFiles, &path, e))?;
+            }
+            PendingOp::DeleteFiles { paths } => {
+                // Rare (retention, DeleteRecords): on the blocking pool. A
+                // file left behind belongs to no segment; the partition
+                // goes on.
+                let removed = glommio::executor()
+                    .spawn_blocking(move || {
+                        for path in paths {
+                            match std::fs::remove_file(&path) {
+                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                    return Err((path, e));
+                                }
+                                _ => {}
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err((path, e)) = removed {
+                    log::error!("deleting {}: {e}", path.display());
+                }
             }
         }
     }

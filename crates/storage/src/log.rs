@@ -19,10 +19,21 @@
 //!
 //! File I/O goes through the log's [`Disk`] (the storage seam); a failed
 //! write or sync fails the partition for good ([`PartitionLog::fail`]).
+//!
+//! Transactions ([`crate::txn`]): the log owns its [`PartitionTxns`] and
+//! moves it with every append (client data checked first, markers from
+//! [`PartitionLog::append_marker`], replicated batches as they come),
+//! roll (each segment its own `.txnindex`, sealed with the segment's other
+//! files, with a `transaction.snapshot`), clean stop, truncation,
+//! retention and DeleteRecords; at open it loads the files and replays the
+//! log from the snapshot. Reads can be bounded at the last stable offset:
+//! the first batch of every transaction that may hold it back is tracked
+//! (`txn_starts`), so non-transactional logs pay nothing for it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -37,9 +48,17 @@ use crate::producer::{ProducerBatch, ProducerStates, SequenceCheck};
 use crate::read::{ReadPlan, TimestampLookup};
 use crate::recovery::{recover_segment, scan_segment, should_index};
 use crate::segment::{file_name, Segment};
+use crate::txn::marker::ControlRecordError;
+use crate::txn::{
+    build_marker_batch, AbortedTxn, EndTxnMarker, MarkerKind, PartitionTxns, TxnBatch, TxnError,
+};
 use crate::writer::WriteMode;
-use ringbroker_protocol::batch::{self, BatchError};
+use ringbroker_protocol::batch::{self, BatchError, BATCH_HEADER_LEN};
 use ringbroker_protocol::frame::FileSlice;
+
+/// First offset of a transaction → (segment base, position) of its first
+/// batch.
+type TxnStarts = BTreeMap<i64, (i64, u64)>;
 
 /// Name of the producer-state snapshot file in a partition directory.
 pub const PRODUCER_SNAPSHOT_FILE: &str = "producer.snapshot";
@@ -123,6 +142,24 @@ pub enum AppendError {
     /// Replicated batches do not continue this log (a follower).
     #[error("replicated batch at offset {got}, the log ends at {expected}")]
     OutOfOrder { expected: i64, got: i64 },
+    /// A producer sent a control batch: only transaction coordinators
+    /// write them, through [`PartitionLog::append_marker`]
+    /// (INVALID_RECORD).
+    #[error("control batches are written by transaction coordinators, not producers")]
+    ControlBatchFromClient,
+    /// A transactional check refused a batch or a marker: a write outside
+    /// an open transaction, a fenced producer epoch, a fenced coordinator
+    /// ([`TxnError::error_code`]: INVALID_TXN_STATE, INVALID_PRODUCER_EPOCH,
+    /// TRANSACTION_COORDINATOR_FENCED).
+    #[error(transparent)]
+    Transaction(#[from] TxnError),
+    /// A replicated control batch whose record does not decode
+    /// (CORRUPT_MESSAGE).
+    #[error("invalid control batch: {0}")]
+    InvalidControlBatch(#[from] ControlRecordError),
+    /// A transaction marker for a producer id below 0 (INVALID_RECORD).
+    #[error("a transaction marker needs a producer id, got {0}")]
+    MarkerWithoutProducer(i64),
 }
 
 /// Outcome of a successful append.
@@ -185,6 +222,14 @@ pub enum PendingOp {
         /// Where the files are written.
         disk: Arc<dyn Disk>,
     },
+    /// Remove files of segments the log no longer holds (the transaction
+    /// indexes of segments retention or DeleteRecords removed; the caller
+    /// deletes their `.log`, `.index` and `.timeindex`). A file already
+    /// gone is not an error; a failure leaves a file no segment reads.
+    DeleteFiles {
+        /// The files.
+        paths: Vec<PathBuf>,
+    },
 }
 
 /// One partition's log.
@@ -213,6 +258,14 @@ pub struct PartitionLog {
     /// owner needs reads bounded below the written end (a high watermark
     /// set by replication); `None` when it does not.
     batch_ends: Option<VecDeque<(i64, i64, u64)>>,
+    /// The transactions: open ones, the last stable offset, the
+    /// `.txnindex` of every segment.
+    txns: PartitionTxns,
+    /// First offset → (segment base, position) of the first batch of every
+    /// transaction that may still hold the last stable offset back, so
+    /// reads can be bounded at the LSO (always such an offset or the high
+    /// watermark) without tracking every batch end.
+    txn_starts: TxnStarts,
 }
 
 /// What a clean shutdown writes for one partition, taken once the log is
@@ -304,6 +357,8 @@ impl PartitionLog {
         let log_start_offset = segments.front().map_or(0, |s| s.base_offset);
         let next_offset = segments.back().map_or(0, |s| s.next_offset);
         let epochs = recover_epochs(dir, log_start_offset, next_offset, &tail_epochs);
+        let (txns, txn_starts) =
+            recover_txns(&*disk, dir, &segments, log_start_offset, next_offset)?;
         Ok(PartitionLog {
             disk,
             dir: dir.to_path_buf(),
@@ -324,6 +379,8 @@ impl PartitionLog {
             closed: false,
             epochs,
             batch_ends: None,
+            txns,
+            txn_starts,
         })
     }
 
@@ -402,6 +459,9 @@ impl PartitionLog {
                     max: self.config.max_message_bytes,
                 });
             }
+            if header.is_control() {
+                return Err(AppendError::ControlBatchFromClient);
+            }
             headers.push((header, range));
         }
         if headers.is_empty() {
@@ -410,29 +470,20 @@ impl PartitionLog {
         if let Some(duplicate) = self.check_sequences(&headers)? {
             return Ok(duplicate);
         }
+        self.check_transactions(&headers)?;
         self.begin_append(now_ms)?;
-        let log_append_time_ms = if self.config.log_append_time {
-            now_ms
-        } else {
-            -1
-        };
+        let log_append_time_ms = self.log_append_time_ms(now_ms);
         let base_offset = self.next_offset;
-        if leader_epoch >= 0
-            && self
-                .epochs
-                .latest_epoch()
-                .is_none_or(|latest| leader_epoch > latest)
-        {
-            self.epochs.assign(leader_epoch, base_offset);
-            self.queue_epoch_checkpoint();
-        }
+        self.start_leader_epoch(leader_epoch, base_offset);
         for (header, range) in headers {
+            let txn = TxnBatch::data(&header);
             if let Err(broken) = self.append_batch(
                 &header,
                 &records[range],
                 now_ms,
                 log_append_time_ms,
                 leader_epoch,
+                txn,
             ) {
                 // A broken invariant, not bad input: stop the partition
                 // rather than acknowledge part of a request.
@@ -447,6 +498,104 @@ impl PartitionLog {
             log_append_time_ms,
             duplicate: false,
         })
+    }
+
+    /// Appends a transaction marker as the leader (WriteTxnMarkers): a
+    /// COMMIT (`commit`) or ABORT control batch for `producer_id` at
+    /// `producer_epoch`, written by the coordinator at `coordinator_epoch`,
+    /// built as Kafka builds it, given the next offset and `leader_epoch`
+    /// and queued for the flusher like any batch. Refused with
+    /// [`AppendError::Transaction`] when the producer epoch is older than
+    /// the producer's (INVALID_PRODUCER_EPOCH) or the coordinator epoch
+    /// older than its last marker's (TRANSACTION_COORDINATOR_FENCED). A
+    /// marker for a producer without an open transaction here is written
+    /// anyway, as Kafka does (a retry, an empty transaction). The
+    /// transaction ends: an ABORT that closed one goes into the active
+    /// segment's `.txnindex`; the producer's epoch follows the marker's.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        now_ms: i64,
+        leader_epoch: i32,
+    ) -> Result<Appended, AppendError> {
+        if let Some(failure) = &self.failed {
+            return Err(StorageError::Failed(failure.clone()).into());
+        }
+        if self.closed {
+            return Err(AppendError::Closed);
+        }
+        if producer_id < 0 {
+            return Err(AppendError::MarkerWithoutProducer(producer_id));
+        }
+        let marker = EndTxnMarker {
+            kind: if commit {
+                MarkerKind::Commit
+            } else {
+                MarkerKind::Abort
+            },
+            coordinator_epoch,
+        };
+        self.txns
+            .tracker()
+            .check_marker(producer_id, producer_epoch, &marker)?;
+        let bytes = build_marker_batch(marker, producer_id, producer_epoch, now_ms);
+        let header = batch::validate_batch(&bytes)?;
+        self.begin_append(now_ms)?;
+        let log_append_time_ms = self.log_append_time_ms(now_ms);
+        let base_offset = self.next_offset;
+        self.start_leader_epoch(leader_epoch, base_offset);
+        let txn = TxnBatch {
+            producer_id,
+            producer_epoch,
+            base_offset,
+            last_offset: base_offset,
+            marker: Some(marker),
+        };
+        if let Err(broken) = self.append_batch(
+            &header,
+            &bytes,
+            now_ms,
+            log_append_time_ms,
+            leader_epoch,
+            Some(txn),
+        ) {
+            let broken = Arc::new(broken);
+            self.fail(broken.clone());
+            return Err(StorageError::Failed(broken).into());
+        }
+        Ok(Appended {
+            base_offset,
+            last_offset: self.next_offset - 1,
+            log_append_time_ms,
+            duplicate: false,
+        })
+    }
+
+    /// Broker timestamp for batches appended at `now_ms` when
+    /// LogAppendTime applies, else -1.
+    fn log_append_time_ms(&self, now_ms: i64) -> i64 {
+        if self.config.log_append_time {
+            now_ms
+        } else {
+            -1
+        }
+    }
+
+    /// Starts `epoch` at `start` in the epoch cache when it is newer than
+    /// every epoch the log has (its checkpoint is queued before the data).
+    fn start_leader_epoch(&mut self, epoch: i32, start: i64) {
+        if epoch >= 0
+            && self
+                .epochs
+                .latest_epoch()
+                .is_none_or(|latest| epoch > latest)
+        {
+            self.epochs.assign(epoch, start);
+            self.queue_epoch_checkpoint();
+        }
     }
 
     /// Appends batches fetched from the leader as they are (a follower):
@@ -479,25 +628,25 @@ impl PartitionLog {
                 });
             }
             expected = header.last_offset() + 1;
-            headers.push((header, range));
+            // Markers are read (and refused when they do not decode)
+            // before anything changes.
+            let txn = if header.is_control() {
+                TxnBatch::from_batch(&records[range.clone()])?
+            } else {
+                TxnBatch::data(&header)
+            };
+            headers.push((header, range, txn));
         }
         if headers.is_empty() {
             return Ok(None);
         }
         self.begin_append(now_ms)?;
         let base_offset = self.next_offset;
-        for (header, range) in headers {
+        for (header, range, txn) in headers {
             let epoch = header.partition_leader_epoch;
-            if epoch >= 0
-                && self
-                    .epochs
-                    .latest_epoch()
-                    .is_none_or(|latest| epoch > latest)
+            self.start_leader_epoch(epoch, header.base_offset);
+            if let Err(broken) = self.append_batch(&header, &records[range], now_ms, -1, epoch, txn)
             {
-                self.epochs.assign(epoch, header.base_offset);
-                self.queue_epoch_checkpoint();
-            }
-            if let Err(broken) = self.append_batch(&header, &records[range], now_ms, -1, epoch) {
                 let broken = Arc::new(broken);
                 self.fail(broken.clone());
                 return Err(StorageError::Failed(broken).into());
@@ -515,15 +664,7 @@ impl PartitionLog {
     /// epoch the log has (a new leader, before it appends), so
     /// OffsetForLeaderEpoch answers for it.
     pub fn begin_epoch(&mut self, epoch: i32) {
-        if epoch >= 0
-            && self
-                .epochs
-                .latest_epoch()
-                .is_none_or(|latest| epoch > latest)
-        {
-            self.epochs.assign(epoch, self.next_offset);
-            self.queue_epoch_checkpoint();
-        }
+        self.start_leader_epoch(epoch, self.next_offset);
     }
 
     /// Opens the active segment's write handle for an append at `now_ms`.
@@ -584,6 +725,30 @@ impl PartitionLog {
         }))
     }
 
+    /// Kafka's transactional checks on a client's batches, before anything
+    /// changes: a producer with an open transaction writes only
+    /// transactional batches, with an epoch not older than its markers'.
+    fn check_transactions(
+        &self,
+        headers: &[(batch::BatchHeader, std::ops::Range<usize>)],
+    ) -> Result<(), AppendError> {
+        let tracker = self.txns.tracker();
+        if tracker.producer_count() == 0 {
+            return Ok(());
+        }
+        for (header, _) in headers.iter().filter(|(h, _)| h.has_producer_id()) {
+            tracker.check_data(
+                header.producer_id,
+                header.producer_epoch,
+                header.is_transactional(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Appends one validated batch at the next offset. `txn` is what
+    /// transaction state needs of it (transactional data or a marker; its
+    /// offsets are replaced by the ones assigned here).
     fn append_batch(
         &mut self,
         header: &batch::BatchHeader,
@@ -591,6 +756,7 @@ impl PartitionLog {
         now_ms: i64,
         log_append_time_ms: i64,
         leader_epoch: i32,
+        txn: Option<TxnBatch>,
     ) -> Result<()> {
         if header.last_offset_delta < 0 {
             // Validation refuses such batches; never let one move offsets back.
@@ -692,7 +858,44 @@ impl PartitionLog {
             );
         }
         self.next_offset = last_offset + 1;
+        if let Some(txn) = txn {
+            self.apply_txn(
+                TxnBatch {
+                    base_offset,
+                    last_offset,
+                    ..txn
+                },
+                segment_base,
+                position,
+            );
+        }
         Ok(())
+    }
+
+    /// Moves transaction state over an appended transactional batch at
+    /// (`segment_base`, `position`): a data batch that opens a transaction
+    /// records where it starts (the LSO may stop there); a marker ends the
+    /// producer's transaction and, as in Kafka, moves its epoch in the
+    /// producer state without touching its sequences.
+    fn apply_txn(&mut self, txn: TxnBatch, segment_base: i64, position: u64) {
+        match txn.marker {
+            None => {
+                let opens = self
+                    .txns
+                    .tracker()
+                    .producer(txn.producer_id)
+                    .is_none_or(|p| p.open_since.is_none());
+                if opens {
+                    self.txn_starts
+                        .insert(txn.base_offset, (segment_base, position));
+                }
+            }
+            Some(_) => {
+                self.producers
+                    .record_marker(txn.producer_id, txn.producer_epoch, txn.base_offset);
+            }
+        }
+        self.txns.apply(&txn);
     }
 
     fn should_roll(&self, incoming: u64, now_ms: i64) -> bool {
@@ -717,21 +920,24 @@ impl PartitionLog {
         {
             Ok(new_segment) => {
                 let Some(old) = self.segments.back_mut() else {
+                    self.txns.roll(base);
                     self.segments.push_back(new_segment);
                     return;
                 };
                 let (index_path, time_path) = old.index_paths();
-                // The time index first: it is durable before the offset
-                // index is written, so a current offset index vouches for
-                // the time index at startup (`open_sealed`).
-                let files = vec![
+                // The transaction index and snapshot first, then the time
+                // index: each is durable before the offset index is
+                // written, so a current offset index vouches for them at
+                // startup (`open_sealed`, `PartitionTxns::load`).
+                let mut files = self.txns.roll(base);
+                files.extend([
                     (time_path, old.time_index.encode()),
                     (index_path, old.index.encode()),
                     (
                         self.dir.join(PRODUCER_SNAPSHOT_FILE),
                         self.producers.to_snapshot(base),
                     ),
-                ];
+                ]);
                 if let Some(file) = old.write_file.take() {
                     self.pending.push(PendingOp::Seal {
                         file,
@@ -879,7 +1085,9 @@ impl PartitionLog {
     /// performs off the shard thread (or [`ReadPlan::read_blocking`] at
     /// startup). `upper` must be a batch boundary at or below the log end;
     /// below it, the log must be tracking batch ends
-    /// ([`PartitionLog::track_batch_ends`]).
+    /// ([`PartitionLog::track_batch_ends`]), or `upper` be a last stable
+    /// offset ([`PartitionLog::last_stable_offset`]; the first batches of
+    /// transactions are always tracked).
     pub fn plan_read(
         &self,
         offset: i64,
@@ -940,7 +1148,8 @@ impl PartitionLog {
     }
 
     /// (segment base, position) where offset `bound` begins, for a bound
-    /// below the written end: a recorded batch end, or a segment's base.
+    /// below the written end: a recorded batch end, the first batch of a
+    /// transaction (a last stable offset), or a segment's base.
     fn position_of(&self, bound: i64) -> Option<(i64, u64)> {
         if let Some(ends) = &self.batch_ends {
             let i = ends.partition_point(|(end, _, _)| *end < bound);
@@ -949,6 +1158,9 @@ impl PartitionLog {
                     return Some((base, position));
                 }
             }
+        }
+        if let Some(&start) = self.txn_starts.get(&bound) {
+            return Some(start);
         }
         self.segments
             .iter()
@@ -1055,6 +1267,62 @@ impl PartitionLog {
         &self.producers
     }
 
+    /// The transaction state (read-only: open transactions, the tracker's
+    /// checks, the transaction indexes).
+    pub fn txns(&self) -> &PartitionTxns {
+        &self.txns
+    }
+
+    /// The last stable offset for `high_watermark` (at most it): where
+    /// read_committed consumers stop, the first offset of the earliest
+    /// transaction not yet decided below the high watermark. A valid
+    /// `upper` for [`PartitionLog::plan_read`].
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        self.txns
+            .last_stable_offset(high_watermark, self.log_start_offset)
+    }
+
+    /// The aborted transactions a read_committed fetch of
+    /// `[fetch_offset, upper)` reports (Kafka's `collectAbortedTxns`: those
+    /// whose range overlaps it), in marker order.
+    pub fn aborted_transactions(&self, fetch_offset: i64, upper: i64) -> Vec<AbortedTxn> {
+        self.txns.collect_aborted(fetch_offset, upper)
+    }
+
+    /// The high watermark moved to `high_watermark`: transactions decided
+    /// below it no longer hold the last stable offset back and are
+    /// forgotten. Called by the partition whenever it moves.
+    pub fn on_high_watermark(&mut self, high_watermark: i64) {
+        self.txns.on_high_watermark(high_watermark);
+        if let Some((&first, _)) = self.txn_starts.first_key_value() {
+            let keep_from = self
+                .txns
+                .tracker()
+                .first_unstable_offset(high_watermark)
+                .unwrap_or(high_watermark);
+            if first < keep_from {
+                self.txn_starts = self.txn_starts.split_off(&keep_from);
+            }
+        }
+    }
+
+    /// The log start moved: transaction state and the transaction
+    /// indexes of `removed` segments follow; the files of those indexes
+    /// are queued for deletion.
+    fn txns_after_start_moved(&mut self, removed: &[Segment]) {
+        let mut paths = Vec::new();
+        for segment in removed {
+            if let Some(index) = self.txns.remove_segment(segment.base_offset) {
+                paths.push(index.path().to_path_buf());
+            }
+        }
+        self.txns.on_log_start(self.log_start_offset);
+        self.txn_starts = self.txn_starts.split_off(&self.log_start_offset);
+        if !paths.is_empty() {
+            self.pending.push(PendingOp::DeleteFiles { paths });
+        }
+    }
+
     /// Removes segments past retention (never the active one, never one
     /// holding data at or above `high_watermark`) and returns them for
     /// deletion; advances the log start offset.
@@ -1086,6 +1354,7 @@ impl PartitionLog {
         if !removed.is_empty() {
             self.epochs.truncate_from_start(self.log_start_offset);
             self.queue_epoch_checkpoint();
+            self.txns_after_start_moved(&removed);
         }
         removed
     }
@@ -1142,6 +1411,9 @@ impl PartitionLog {
                 .is_some_and(|s| s.base_offset >= target)
         {
             if let Some(segment) = self.segments.pop_back() {
+                if let Some(txn_index) = self.txns.remove_segment(segment.base_offset) {
+                    txn_index.delete()?;
+                }
                 let (index, time) = segment.index_paths();
                 for path in [&segment.path, &index, &time] {
                     if let Err(e) = fs::remove_file(path) {
@@ -1215,8 +1487,34 @@ impl PartitionLog {
         }
         self.epochs.truncate_from_end(new_end);
         self.epochs.persist(&self.dir)?;
+        self.truncate_txns(new_end)?;
         self.assert_offsets();
         Ok(new_end)
+    }
+
+    /// Transaction state after a cut at `new_end` (blocking): cut back
+    /// exactly when the tracker can, else rebuilt from the files and the
+    /// log as at startup; transactions open again find their first batch.
+    fn truncate_txns(&mut self, new_end: i64) -> Result<()> {
+        self.txn_starts.split_off(&new_end);
+        if self.txns.truncate_to(&*self.disk, new_end)? {
+            locate_txn_starts(&self.segments, &self.txns, &mut self.txn_starts)
+        } else {
+            log::info!(
+                "{}: rebuilding transaction state after truncation to {new_end}",
+                self.dir.display()
+            );
+            let (txns, txn_starts) = recover_txns(
+                &*self.disk,
+                &self.dir,
+                &self.segments,
+                self.log_start_offset.min(new_end),
+                new_end,
+            )?;
+            self.txns = txns;
+            self.txn_starts = txn_starts;
+            Ok(())
+        }
     }
 
     /// Moves the log start offset up to `offset` (DeleteRecords; at most the
@@ -1238,6 +1536,7 @@ impl PartitionLog {
         }
         self.epochs.truncate_from_start(offset);
         self.queue_epoch_checkpoint();
+        self.txns_after_start_moved(&removed);
         self.assert_offsets();
         (self.log_start_offset, removed)
     }
@@ -1249,6 +1548,7 @@ impl PartitionLog {
         if offset > self.log_start_offset && offset <= self.next_offset {
             self.log_start_offset = offset;
             self.epochs.truncate_from_start(offset);
+            self.txns_after_start_moved(&[]);
         }
     }
 
@@ -1286,14 +1586,24 @@ impl PartitionLog {
             "settled log with unwritten bytes"
         );
         let (index_path, time_path) = active.index_paths();
-        let files = vec![
+        // The active transaction index before the transaction snapshot
+        // that counts on it (a crash before the syncfs may keep either).
+        let mut files = Vec::with_capacity(5);
+        files.extend(
+            self.txns
+                .indexes()
+                .active()
+                .and_then(|index| index.file_to_write()),
+        );
+        files.extend([
+            self.txns.snapshot_file(self.next_offset),
             (time_path, active.time_index.encode()),
             (index_path, active.index.encode()),
             (
                 self.dir.join(PRODUCER_SNAPSHOT_FILE),
                 self.producers.to_snapshot(self.next_offset),
             ),
-        ];
+        ]);
         let may_extend = self.config.write_mode == WriteMode::Direct || self.config.preallocate;
         let trim = may_extend.then(|| Trim {
             path: active.path.clone(),
@@ -1564,12 +1874,177 @@ fn recover_epochs(
     epochs
 }
 
+/// Bytes read at a time while replaying transactional batches.
+const TXN_REPLAY_CHUNK_BYTES: u64 = 1 << 20;
+
+/// The transaction state at startup (or after a truncation it cannot
+/// follow exactly), after the log's own recovery: the `.txnindex` files
+/// and the snapshot ([`PartitionTxns::load`]), every batch from the replay
+/// point on applied in order across `segments`, the first batches of open
+/// transactions located. Blocking. After a replay the active index and
+/// a snapshot at the log end are written (durably, in that order): the
+/// next start does not replay it all again, and a snapshot that did not
+/// match the log (past its end after a power loss) is never left behind
+/// for a log that later grows past it with other batches.
+fn recover_txns(
+    disk: &dyn Disk,
+    dir: &Path,
+    segments: &VecDeque<Segment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> Result<(PartitionTxns, TxnStarts)> {
+    let bases: Vec<i64> = segments.iter().map(|s| s.base_offset).collect();
+    let loaded = PartitionTxns::load(disk, dir, &bases, log_start_offset, log_end_offset)?;
+    let mut txns = loaded.txns;
+    let mut starts = BTreeMap::new();
+    for segment in segments
+        .iter()
+        .filter(|s| s.next_offset > loaded.replay_from)
+    {
+        replay_segment(segment, loaded.replay_from, &mut txns, &mut starts)?;
+    }
+    txns.finish_recovery(disk)?;
+    if loaded.replay_from < log_end_offset {
+        let files = txns.shutdown_files(log_end_offset);
+        disk.write_files(&files, true)
+            .map_err(|e| StorageError::at(Op::WriteFiles, dir, e))?;
+    }
+    locate_txn_starts(segments, &txns, &mut starts)?;
+    Ok((txns, starts))
+}
+
+/// Applies every transactional batch of `segment` at or after `from` to
+/// `txns`, recording where the transactions it opens start. The segment
+/// was recovered (its batches are whole and valid up to its size); a
+/// marker whose record does not decode is skipped with a warning (the
+/// append paths never write one).
+fn replay_segment(
+    segment: &Segment,
+    from: i64,
+    txns: &mut PartitionTxns,
+    starts: &mut TxnStarts,
+) -> Result<()> {
+    let (_, start) = segment.index.lookup(from);
+    let end = segment.size;
+    let mut position = u64::from(start);
+    let mut window: Vec<u8> = Vec::new();
+    let mut window_start = 0u64;
+    let corrupt = |position: u64, reason: String| StorageError::CorruptBatch {
+        segment_base: segment.base_offset,
+        position,
+        reason,
+    };
+    while position < end {
+        if end - position < BATCH_HEADER_LEN as u64 {
+            return Err(corrupt(position, "torn batch header".into()));
+        }
+        let in_window = |from: u64, len: u64, start: u64, window: &Vec<u8>| {
+            from >= start && from + len <= start + window.len() as u64
+        };
+        if !in_window(position, BATCH_HEADER_LEN as u64, window_start, &window) {
+            let len = (end - position).min(TXN_REPLAY_CHUNK_BYTES);
+            window.resize(len as usize, 0);
+            segment.read_file.read_exact_at(&mut window, position)?;
+            window_start = position;
+        }
+        let at = (position - window_start) as usize;
+        let header =
+            batch::parse_header(&window[at..]).map_err(|source| StorageError::CorruptHeader {
+                segment_base: segment.base_offset,
+                position,
+                source,
+            })?;
+        let total = header.total_len() as u64;
+        if total < BATCH_HEADER_LEN as u64 || total > end - position {
+            return Err(corrupt(position, format!("batch of {total} bytes")));
+        }
+        let transactional = header.has_producer_id() && header.is_transactional();
+        if header.base_offset >= from && transactional {
+            let txn = if header.is_control() {
+                if !in_window(position, total, window_start, &window) {
+                    let len = (end - position).min(TXN_REPLAY_CHUNK_BYTES.max(total));
+                    window.resize(len as usize, 0);
+                    segment.read_file.read_exact_at(&mut window, position)?;
+                    window_start = position;
+                }
+                let at = (position - window_start) as usize;
+                let whole = &window[at..at + total as usize];
+                TxnBatch::from_validated(&header, whole).unwrap_or_else(|e| {
+                    log::warn!(
+                        "{}: skipping the undecodable control batch at offset {}: {e}",
+                        segment.path.display(),
+                        header.base_offset
+                    );
+                    None
+                })
+            } else {
+                TxnBatch::data(&header)
+            };
+            if let Some(txn) = txn {
+                let opens = txn.marker.is_none()
+                    && txns
+                        .tracker()
+                        .producer(txn.producer_id)
+                        .is_none_or(|p| p.open_since.is_none());
+                if opens {
+                    starts.insert(txn.base_offset, (segment.base_offset, position));
+                }
+                txns.apply(&txn);
+            }
+        }
+        position += total;
+    }
+    Ok(())
+}
+
+/// Records where the first batch of every open transaction without a
+/// recorded start lies (opened before a replay point or reopened by a
+/// truncation), with blocking header reads. One whose batch is not found
+/// stays unrecorded: reads bounded at it wait until it is decided.
+fn locate_txn_starts(
+    segments: &VecDeque<Segment>,
+    txns: &PartitionTxns,
+    starts: &mut TxnStarts,
+) -> Result<()> {
+    let missing: Vec<i64> = txns
+        .tracker()
+        .open_transactions()
+        .map(|(first, _)| first)
+        .filter(|first| !starts.contains_key(first))
+        .collect();
+    for first in missing {
+        let i = segments
+            .partition_point(|s| s.base_offset <= first)
+            .saturating_sub(1);
+        let Some(segment) = segments.get(i) else {
+            continue;
+        };
+        let plan = ReadPlan::new(first, 1, vec![segment.view(first)]);
+        let Some(slice) = plan.read_blocking()? else {
+            continue;
+        };
+        let mut header = [0u8; BATCH_HEADER_LEN];
+        slice.file.read_exact_at(&mut header, slice.position)?;
+        let header =
+            batch::parse_header(&header).map_err(|source| StorageError::CorruptHeader {
+                segment_base: segment.base_offset,
+                position: slice.position,
+                source,
+            })?;
+        if header.base_offset == first {
+            starts.insert(first, (segment.base_offset, slice.position));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::flusher::Flusher;
     use crate::partition::Partition;
     use ringbroker_protocol::batch::{build_batch, ProducerFields};
+    use std::time::Instant;
 
     fn batch(values: &[&[u8]], ts: i64) -> Bytes {
         let records: Vec<(Option<&[u8]>, &[u8])> = values.iter().map(|v| (None, *v)).collect();
@@ -1625,6 +2100,402 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A transactional batch of `values` records from `producer_id`.
+    fn txn_batch(
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        values: usize,
+    ) -> Bytes {
+        let records: Vec<(Option<&[u8]>, &[u8])> = (0..values)
+            .map(|_| (None, &b"transactional-value-0123456789"[..]))
+            .collect();
+        let producer = ProducerFields {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        };
+        let mut bytes = build_batch(1_000, Some(producer), &records);
+        bytes[22] |= 0x10; // the transactional attribute bit
+        batch::write_crc(&mut bytes);
+        Bytes::from(bytes)
+    }
+
+    /// (producer, first offset, marker offset) of every aborted
+    /// transaction the log reports.
+    fn aborted(log: &PartitionLog) -> Vec<(i64, i64, i64)> {
+        log.aborted_transactions(0, i64::MAX)
+            .iter()
+            .map(|t| (t.producer_id, t.first_offset, t.last_offset))
+            .collect()
+    }
+
+    /// Every batch's bytes as stored, from the log start to its end.
+    fn all_bytes(log: &PartitionLog) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let Some(slice) = log.read(offset, 1 << 30).expect("read") else {
+                break;
+            };
+            let bytes = slice.read_to_vec().expect("bytes");
+            for b in batch::batches(&bytes) {
+                let (header, range) = b.expect("valid batch");
+                out.extend_from_slice(&bytes[range]);
+                offset = header.last_offset() + 1;
+            }
+        }
+        out
+    }
+
+    /// Producers 1..=4, two segments or more (offsets in comments):
+    /// P1 aborted, P2 committed, P3 aborted, P4 left open.
+    fn transactional_history(partition: &Partition) {
+        let append = |records: Bytes| partition.append(&records, 1).expect("append");
+        let marker = |producer: i64, commit: bool| {
+            partition
+                .append_marker(producer, 0, 0, commit, 1)
+                .expect("marker")
+        };
+        assert_eq!(append(txn_batch(1, 0, 0, 2)).base_offset, 0); // 0..1
+        assert_eq!(append(txn_batch(2, 0, 0, 2)).base_offset, 2); // 2..3
+        assert_eq!(marker(1, false).base_offset, 4);
+        append(batch(&[b"plain"], 5)); // 5
+        assert_eq!(append(txn_batch(3, 0, 0, 1)).base_offset, 6);
+        assert_eq!(marker(2, true).base_offset, 7);
+        assert_eq!(marker(3, false).base_offset, 8);
+        assert_eq!(append(txn_batch(4, 0, 0, 2)).base_offset, 9); // 9..10
+    }
+
+    #[test]
+    fn transactions_across_rolls_bound_reads_and_survive_crashes_and_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        let config = LogConfig {
+            segment_bytes: 300,
+            ..LogConfig::default()
+        };
+        on_executor(move || async move {
+            let flusher = Rc::new(Flusher::new());
+            let expected = vec![(1, 0, 4), (3, 6, 8)];
+            let marker_segment = |log: &PartitionLog, marker: i64| {
+                log.txns()
+                    .indexes()
+                    .iter()
+                    .find(|i| i.entries().iter().any(|t| t.last_offset == marker))
+                    .map(|i| (i.base_offset(), i.path().to_path_buf()))
+                    .expect("an index holds the marker")
+            };
+            {
+                let log = PartitionLog::open(&path, config.clone(), 0).expect("open");
+                let partition = Rc::new(Partition::new("t".into(), 0, log));
+                transactional_history(&partition);
+                partition.log.borrow_mut().request_sync();
+                flush(&flusher, &partition).await;
+                assert_eq!(partition.high_watermark(), 11);
+                assert_eq!(partition.last_stable_offset(), 9, "P4 open at 9");
+                let log = partition.log.borrow();
+                assert!(log.segment_count() >= 3, "rolled");
+                assert_eq!(log.txns().indexes().len(), log.segment_count());
+                assert_eq!(aborted(&log), expected);
+                // The aborts sit in different segments; the sealed ones'
+                // files are on disk.
+                let (first, first_path) = marker_segment(&log, 4);
+                let (second, _) = marker_segment(&log, 8);
+                assert!(first < second);
+                assert!(first_path.exists());
+                assert_eq!(
+                    partition.aborted_transactions(5, 7),
+                    log.aborted_transactions(6, 7)
+                );
+                assert_eq!(partition.aborted_transactions(0, 4).len(), 1);
+                assert_eq!(partition.aborted_transactions(5, 6), vec![]);
+                // A read_committed read stops at the LSO, on a batch
+                // boundary, without batch-end tracking.
+                let read: Vec<i64> = batch_offsets(&log, 0, 9).iter().map(|(o, _)| *o).collect();
+                assert_eq!(read, vec![0, 2, 4, 5, 6, 7, 8]);
+                assert!(log.plan_read(9, 1 << 20, 9).expect("plan").is_none());
+                // A crash: no shutdown files.
+            }
+            let log = PartitionLog::open(&path, config.clone(), 0).expect("reopen after a crash");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            assert_eq!(aborted(&partition.log.borrow()), expected);
+            assert_eq!(partition.last_stable_offset(), 9);
+            assert_eq!(
+                partition
+                    .log
+                    .borrow()
+                    .txns()
+                    .tracker()
+                    .open_transactions()
+                    .collect::<Vec<_>>(),
+                vec![(9, 4)]
+            );
+            {
+                let log = partition.log.borrow();
+                let read: Vec<i64> = batch_offsets(&log, 0, 9).iter().map(|(o, _)| *o).collect();
+                assert_eq!(
+                    read.last(),
+                    Some(&8),
+                    "the open transaction's start is found again"
+                );
+            }
+            // A clean stop, and its files describe the same state.
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            assert!(
+                flusher
+                    .close_and_drain(std::slice::from_ref(&partition), deadline)
+                    .await
+            );
+            let shutdown = partition.log.borrow().shutdown_files();
+            let trims: Vec<Trim> = shutdown.trim.into_iter().collect();
+            write_shutdown_files(&OsDisk, &shutdown.files, &trims, &path).expect("shutdown");
+            drop(partition);
+            let log = PartitionLog::open(&path, config.clone(), 0).expect("reopen after a stop");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            assert_eq!(aborted(&partition.log.borrow()), expected);
+            assert_eq!(partition.last_stable_offset(), 9);
+            assert!(path.join(crate::txn::TXN_SNAPSHOT_FILE).exists());
+            // P4 commits: everything is stable.
+            partition.append_marker(4, 0, 0, true, 2).expect("commit");
+            flush(&flusher, &partition).await;
+            assert_eq!(partition.last_stable_offset(), 12);
+            assert_eq!(partition.high_watermark(), 12);
+            // Retention deletes the oldest segments and their .txnindex.
+            let (first, first_path) = marker_segment(&partition.log.borrow(), 4);
+            partition.log.borrow_mut().set_config(LogConfig {
+                retention_bytes: 0,
+                ..config.clone()
+            });
+            let high_watermark = partition.high_watermark();
+            let removed = partition
+                .log
+                .borrow_mut()
+                .take_expired_segments(3, high_watermark);
+            assert!(removed.iter().any(|s| s.base_offset == first));
+            flusher.schedule(&partition, 0);
+            flusher.round().await;
+            assert!(!first_path.exists(), "the txnindex went with its segment");
+            let log = partition.log.borrow();
+            assert!(aborted(&log)
+                .iter()
+                .all(|(_, _, last)| *last >= log.log_start_offset()));
+            assert_eq!(partition.last_stable_offset(), 12);
+        });
+    }
+
+    #[test]
+    fn truncation_across_markers_reopens_transactions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        on_executor(move || async move {
+            let config = LogConfig {
+                segment_bytes: 300,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(&path, config, 0).expect("open");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            let flusher = Rc::new(Flusher::new());
+            // A replica whose high watermark stays at 0: cuts are exact.
+            partition.set_high_watermark(0);
+            transactional_history(&partition);
+            flush(&flusher, &partition).await;
+            let end = partition.log.borrow_mut().truncate_to(8).expect("truncate");
+            assert_eq!(end, 8);
+            {
+                let log = partition.log.borrow();
+                assert_eq!(aborted(&log), vec![(1, 0, 4)]);
+                assert_eq!(
+                    log.txns().tracker().open_transactions().collect::<Vec<_>>(),
+                    vec![(6, 3)],
+                    "P3's abort is gone: open again"
+                );
+                assert_eq!(log.last_stable_offset(8), 6);
+                let read: Vec<i64> = batch_offsets(&log, 0, 6).iter().map(|(o, _)| *o).collect();
+                assert_eq!(read, vec![0, 2, 4, 5]);
+            }
+            // The new leader's history: P3 commits.
+            partition.append_marker(3, 0, 0, true, 2).expect("commit");
+            flush(&flusher, &partition).await;
+            assert_eq!(aborted(&partition.log.borrow()), vec![(1, 0, 4)]);
+            assert_eq!(partition.log.borrow().last_stable_offset(9), 9);
+            // A cut below a high watermark the state was given: rebuilt
+            // from the files and the log, with the same result.
+            partition.set_high_watermark(9);
+            let end = partition.log.borrow_mut().truncate_to(3).expect("truncate");
+            assert_eq!(end, 2, "the whole batch holding offset 3 goes");
+            let log = partition.log.borrow();
+            assert_eq!(aborted(&log), vec![]);
+            assert_eq!(
+                log.txns().tracker().open_transactions().collect::<Vec<_>>(),
+                vec![(0, 1)]
+            );
+            assert_eq!(log.last_stable_offset(2), 0);
+        });
+    }
+
+    #[test]
+    fn transactional_checks_refuse_control_batches_and_fenced_writers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        on_executor(move || async move {
+            let log = PartitionLog::open(&path, LogConfig::default(), 0).expect("open");
+            let partition = Rc::new(Partition::new("t".into(), 0, log));
+            // Producers do not write control batches.
+            let marker = crate::txn::build_marker_batch(
+                EndTxnMarker {
+                    kind: MarkerKind::Commit,
+                    coordinator_epoch: 0,
+                },
+                1,
+                0,
+                0,
+            );
+            assert!(matches!(
+                partition.append(&Bytes::from(marker), 1),
+                Err(AppendError::ControlBatchFromClient)
+            ));
+            // A marker for a producer with nothing open is written anyway.
+            let appended = partition.append_marker(1, 0, 5, true, 1).expect("marker");
+            assert_eq!(appended.base_offset, 0);
+            partition.append(&txn_batch(1, 0, 0, 1), 1).expect("data"); // 1
+                                                                        // An idempotent but not transactional batch inside the
+                                                                        // transaction: INVALID_TXN_STATE.
+            let plain = Bytes::from(build_batch(
+                0,
+                Some(ProducerFields {
+                    producer_id: 1,
+                    producer_epoch: 0,
+                    base_sequence: 1,
+                }),
+                &[(None, b"v")],
+            ));
+            let refused = partition.append(&plain, 1).expect_err("outside the txn");
+            assert!(matches!(
+                refused,
+                AppendError::Transaction(TxnError::InvalidTxnState { .. })
+            ));
+            // A marker from an older coordinator: fenced.
+            let fenced = partition
+                .append_marker(1, 0, 4, false, 1)
+                .expect_err("fenced");
+            assert!(matches!(
+                fenced,
+                AppendError::Transaction(TxnError::CoordinatorFenced {
+                    current: 5,
+                    got: 4,
+                    ..
+                })
+            ));
+            assert_eq!(partition.log.borrow().next_offset(), 2, "nothing appended");
+            // The coordinator aborts with a bumped epoch: the old epoch is
+            // fenced for markers and data alike.
+            partition.append_marker(1, 1, 5, false, 1).expect("abort"); // 2
+            assert_eq!(aborted(&partition.log.borrow()), vec![(1, 1, 2)]);
+            let stale = partition
+                .append_marker(1, 0, 6, true, 1)
+                .expect_err("stale");
+            assert!(matches!(
+                stale,
+                AppendError::Transaction(TxnError::StaleEpoch {
+                    current: 1,
+                    got: 0,
+                    ..
+                })
+            ));
+            let stale = partition
+                .append(&txn_batch(1, 0, 1, 1), 1)
+                .expect_err("stale");
+            assert!(
+                matches!(
+                    stale,
+                    AppendError::InvalidProducerEpoch { current: 1, got: 0 }
+                        | AppendError::Transaction(TxnError::StaleEpoch { .. })
+                ),
+                "{stale:?}"
+            );
+            // The new epoch starts at sequence 0.
+            let appended = partition
+                .append(&txn_batch(1, 1, 0, 1), 1)
+                .expect("new epoch");
+            assert_eq!(appended.base_offset, 3);
+            assert!(matches!(
+                partition.append_marker(-1, 0, 0, true, 1),
+                Err(AppendError::MarkerWithoutProducer(-1))
+            ));
+        });
+    }
+
+    #[test]
+    fn replicas_apply_markers_and_match_the_leader() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let leader_path = dir.path().join("leader").join("t-0");
+        let follower_path = dir.path().join("follower").join("t-0");
+        on_executor(move || async move {
+            let config = LogConfig {
+                segment_bytes: 300,
+                ..LogConfig::default()
+            };
+            let flusher = Rc::new(Flusher::new());
+            let log = PartitionLog::open(&leader_path, config.clone(), 0).expect("open");
+            let leader = Rc::new(Partition::new("t".into(), 0, log));
+            transactional_history(&leader);
+            flush(&flusher, &leader).await;
+            let bytes = all_bytes(&leader.log.borrow());
+            let log = PartitionLog::open(&follower_path, config.clone(), 0).expect("open");
+            let follower = Rc::new(Partition::new("t".into(), 0, log));
+            follower.follow();
+            follower.set_high_watermark(0);
+            let appended = follower
+                .log
+                .borrow_mut()
+                .append_replica(&bytes, 1)
+                .expect("replicate")
+                .expect("whole batches");
+            assert_eq!((appended.base_offset, appended.last_offset), (0, 10));
+            flush(&flusher, &follower).await;
+            follower.set_high_watermark(11);
+            let (leader_log, follower_log) = (leader.log.borrow(), follower.log.borrow());
+            assert_eq!(aborted(&follower_log), aborted(&leader_log));
+            assert_eq!(follower.last_stable_offset(), leader.last_stable_offset());
+            assert_eq!(follower.last_stable_offset(), 9);
+            assert_eq!(
+                follower_log
+                    .txns()
+                    .tracker()
+                    .producer(3)
+                    .map(|p| p.open_since),
+                Some(None)
+            );
+            // A replicated control batch whose record is broken is refused
+            // before anything changes.
+            let mut broken = crate::txn::build_marker_batch(
+                EndTxnMarker {
+                    kind: MarkerKind::Abort,
+                    coordinator_epoch: 0,
+                },
+                4,
+                0,
+                0,
+            );
+            let key_version = BATCH_HEADER_LEN + 5;
+            broken[key_version..key_version + 2].copy_from_slice(&(-1i16).to_be_bytes());
+            batch::write_crc(&mut broken);
+            batch::stamp_base_offset(&mut broken, 11);
+            drop(follower_log);
+            let refused = follower
+                .log
+                .borrow_mut()
+                .append_replica(&broken, 1)
+                .expect_err("undecodable marker");
+            assert!(
+                matches!(refused, AppendError::InvalidControlBatch(_)),
+                "{refused:?}"
+            );
+            assert_eq!(follower.log.borrow().next_offset(), 11);
+        });
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::log::{AppendError, Appended, PartitionLog};
+use crate::txn::AbortedTxn;
 
 /// How a partition's high watermark moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +92,10 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Wraps an opened log.
+    /// Wraps an opened log (alone in sync: its high watermark follows its
+    /// end). Transactions the log's recovery saw decided stay until the
+    /// high watermark moves (a replicated partition opened from disk starts
+    /// it at the log start: they may still hold the LSO back).
     pub fn new(topic: String, index: i32, log: PartitionLog) -> Partition {
         Partition {
             topic,
@@ -136,7 +140,10 @@ impl Partition {
             let hw = self.high_watermark();
             if hw > old {
                 self.high_watermark.set(HighWatermark::Replicated(hw));
-                self.log.borrow_mut().release_batch_ends_below(hw);
+                let mut log = self.log.borrow_mut();
+                log.release_batch_ends_below(hw);
+                log.on_high_watermark(hw);
+                drop(log);
                 self.notify();
             }
         }
@@ -186,7 +193,9 @@ impl Partition {
         let start = {
             let mut log = self.log.borrow_mut();
             log.track_batch_ends(true);
-            log.log_start_offset()
+            let start = log.log_start_offset();
+            log.on_high_watermark(start);
+            start
         };
         self.high_watermark.set(HighWatermark::Replicated(start));
     }
@@ -261,9 +270,30 @@ impl Partition {
         self.notify();
     }
 
-    /// The last stable offset (no transactions yet: the high watermark).
+    /// The last stable offset: the high watermark held back by the first
+    /// transaction not decided below it (never below the log start). What
+    /// read_committed consumers read up to; a valid read bound for
+    /// [`PartitionLog::plan_read`].
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        let high_watermark = self.high_watermark();
+        self.log.borrow().last_stable_offset(high_watermark)
+    }
+
+    /// The aborted transactions a read_committed fetch of
+    /// `[fetch_offset, upper)` reports (those whose range overlaps it; see
+    /// [`PartitionLog::aborted_transactions`]).
+    pub fn aborted_transactions(&self, fetch_offset: i64, upper: i64) -> Vec<AbortedTxn> {
+        self.log.borrow().aborted_transactions(fetch_offset, upper)
+    }
+
+    /// The flusher wrote appended batches: a high watermark that follows
+    /// the log end moved with it.
+    pub fn on_log_written(&self) {
+        if self.is_alone() {
+            let mut log = self.log.borrow_mut();
+            let end = log.log_end_offset();
+            log.on_high_watermark(end);
+        }
     }
 
     /// Sets the high watermark (replication). It never moves back, except
@@ -279,6 +309,7 @@ impl Partition {
         };
         let next = offset.max(current);
         log.release_batch_ends_below(next);
+        log.on_high_watermark(next);
         self.high_watermark.set(HighWatermark::Replicated(next));
         drop(log);
         self.notify();
@@ -288,7 +319,11 @@ impl Partition {
     /// alone in sync).
     pub fn follow_log_end(&self) {
         self.high_watermark.set(HighWatermark::FollowsLogEnd);
-        self.log.borrow_mut().track_batch_ends(false);
+        let mut log = self.log.borrow_mut();
+        log.track_batch_ends(false);
+        let end = log.log_end_offset();
+        log.on_high_watermark(end);
+        drop(log);
         self.notify();
     }
 
@@ -315,6 +350,28 @@ impl Partition {
         self.log
             .borrow_mut()
             .append(records, now_ms, self.leader_epoch.get())
+    }
+
+    /// Appends a COMMIT (`commit`) or ABORT marker for `producer_id` as
+    /// the leader (WriteTxnMarkers), stamped with the current leader epoch
+    /// (see [`PartitionLog::append_marker`]). Like [`Partition::append`],
+    /// the caller schedules the flusher and waits for the acks it needs.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
+        self.log.borrow_mut().append_marker(
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            commit,
+            now_ms,
+            self.leader_epoch.get(),
+        )
     }
 
     /// Waits until `done(self)` holds, the partition fails or is deleted,

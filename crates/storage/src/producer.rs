@@ -153,6 +153,23 @@ impl ProducerStates {
         entry.last_offset = batch.last_offset;
     }
 
+    /// Records a transaction marker of `producer_id` at `offset` (appended
+    /// or replicated), as Kafka's `appendEndTxnMarker` does: a marker has
+    /// no sequence, so the batches stay, unless its epoch is newer (a
+    /// coordinator bumped the epoch to abort): the producer then starts
+    /// again at sequence 0. A producer not tracked stays untracked (its
+    /// next batch may continue any sequence, as for a forgotten producer).
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, offset: i64) {
+        let Some(entry) = self.entries.get_mut(&producer_id) else {
+            return;
+        };
+        if epoch > entry.epoch {
+            entry.batches.clear();
+            entry.epoch = epoch;
+        }
+        entry.last_offset = entry.last_offset.max(offset);
+    }
+
     fn evict_oldest(&mut self) {
         if let Some((&id, _)) = self.entries.iter().min_by_key(|(_, e)| e.last_offset) {
             self.entries.remove(&id);
@@ -250,6 +267,26 @@ mod tests {
             s.check(1, 4, 5, 5),
             SequenceCheck::OutOfOrder { .. }
         ));
+    }
+
+    #[test]
+    fn markers_keep_sequences_and_bumped_epochs_reset_them() {
+        let mut s = ProducerStates::default();
+        s.record(1, 0, batch(0, 1, 0));
+        s.record_marker(1, 0, 2);
+        assert_eq!(
+            s.check(1, 0, 2, 2),
+            SequenceCheck::Append,
+            "same epoch: continues"
+        );
+        s.record_marker(1, 1, 3);
+        assert_eq!(
+            s.check(1, 0, 2, 2),
+            SequenceCheck::StaleEpoch { current: 1, got: 0 }
+        );
+        assert_eq!(s.check(1, 1, 0, 0), SequenceCheck::Append);
+        s.record_marker(7, 3, 4);
+        assert_eq!(s.len(), 1, "an unknown producer stays untracked");
     }
 
     #[test]
