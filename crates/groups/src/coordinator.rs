@@ -14,7 +14,7 @@ use ringbroker_protocol::errors::ErrorCode;
 use crate::config::{CoordinatorConfig, TIMERS_PER_EVENT_MAX};
 use crate::effects::{Ctx, Effect, Event, MemberIds, OnDurable, Output};
 use crate::group::Group;
-use crate::loading;
+use crate::loading::{self, LoadedRecord, TxnGroups};
 use crate::membership;
 use crate::offsets;
 use crate::records::{partition_for, Entry};
@@ -42,6 +42,8 @@ struct Slot {
     /// decided before an unload does not touch the groups of a later load.
     epoch: u64,
     groups: HashMap<String, Group>,
+    /// Groups that may hold pending offsets of each producer.
+    txn_groups: TxnGroups,
 }
 
 #[derive(Debug)]
@@ -65,6 +67,9 @@ pub struct Coordinator {
     queues: HashMap<OffsetsPartition, VecDeque<AppendId>>,
     next_append: u64,
     next_epoch: u64,
+    /// Positions of records in the log, in log order within a partition
+    /// (see [`Ctx::next_position`]).
+    next_position: u64,
     /// The deadline the shell was last asked to deliver a Timer at.
     armed_at: Option<i64>,
 }
@@ -83,6 +88,7 @@ impl Coordinator {
             queues: HashMap::new(),
             next_append: 0,
             next_epoch: 0,
+            next_position: 0,
             armed_at: None,
         })
     }
@@ -136,6 +142,11 @@ impl Coordinator {
             Event::AppendCompleted { id, result } => {
                 self.append_completed(id, result, now_ms, &mut out)
             }
+            Event::TxnCompleted {
+                partition,
+                producer_id,
+                commit,
+            } => self.txn_completed(partition, producer_id, commit),
         }
         self.finish(out)
     }
@@ -170,6 +181,7 @@ impl Coordinator {
                 id,
                 partition: draft.partition,
                 records: draft.records,
+                producer: draft.producer,
             });
         }
         if let Some(earliest) = self.timers.earliest() {
@@ -200,6 +212,7 @@ impl Coordinator {
             config: &self.config,
             timers: &mut self.timers,
             ids: &mut self.ids,
+            positions: &mut self.next_position,
             out,
         };
         Some(f(g, &mut ctx))
@@ -258,16 +271,25 @@ impl Coordinator {
         let creates = match &request {
             Request::Join(r) => r.member_id.is_empty(),
             Request::Commit(r) => r.generation < 0,
+            // Kafka creates the group of a TxnOffsetCommit whatever it
+            // names (before v3 it names no generation).
+            Request::TxnCommit(_) => true,
             _ => false,
         };
         if !exists && !creates {
             out.reply(id, absent_group_reply(&request));
             return;
         }
+        let slot = self.partitions.get_mut(&partition).expect("checked above");
         if !exists {
-            let slot = self.partitions.get_mut(&partition).expect("checked above");
             slot.groups
                 .insert(group_id.clone(), Group::new(&group_id, partition, now_ms));
+        }
+        if let Request::TxnCommit(r) = &request {
+            slot.txn_groups
+                .entry(r.producer.producer_id)
+                .or_default()
+                .insert(group_id.clone());
         }
         let handled = self.with_group(now_ms, out, &group_id, |group, ctx| match request {
             Request::Join(r) => membership::join(group, id, r, ctx),
@@ -278,6 +300,7 @@ impl Coordinator {
             }
             Request::Leave(r) => membership::leave(group, id, r, ctx),
             Request::Commit(r) => offsets::commit(group, id, r, ctx),
+            Request::TxnCommit(r) => offsets::txn_commit(group, id, r, ctx),
             Request::FetchOffsets(r) => ctx
                 .out
                 .reply(id, Reply::FetchOffsets(offsets::fetch(Some(group), &r))),
@@ -370,6 +393,7 @@ impl Coordinator {
                     config: &self.config,
                     timers: &mut self.timers,
                     ids: &mut self.ids,
+                    positions: &mut self.next_position,
                     out,
                 };
                 offsets::expire(group, &mut ctx);
@@ -398,11 +422,12 @@ impl Coordinator {
                 status: PartitionStatus::Loading,
                 epoch: self.next_epoch,
                 groups: HashMap::new(),
+                txn_groups: TxnGroups::new(),
             },
         );
     }
 
-    fn replay(&mut self, partition: OffsetsPartition, entries: Vec<Entry>, now_ms: i64) {
+    fn replay(&mut self, partition: OffsetsPartition, entries: Vec<LoadedRecord>, now_ms: i64) {
         let count = self.config.offsets_partitions;
         let Some(slot) = self.partitions.get_mut(&partition) else {
             log::warn!(
@@ -419,15 +444,28 @@ impl Coordinator {
             return;
         }
         let mut misplaced = 0usize;
-        for entry in entries {
-            let group = match &entry {
-                Entry::Offset { group, .. } | Entry::Group { group, .. } => group,
+        for record in entries {
+            let group = match &record {
+                LoadedRecord::Plain(entry) | LoadedRecord::Transactional { entry, .. } => {
+                    match entry {
+                        Entry::Offset { group, .. } | Entry::Group { group, .. } => Some(group),
+                    }
+                }
+                LoadedRecord::Marker { .. } => None,
             };
-            if partition_for(group, count) != partition.0 {
+            if group.is_some_and(|g| partition_for(g, count) != partition.0) {
                 misplaced += 1;
                 continue;
             }
-            loading::replay(&mut slot.groups, partition, entry, now_ms);
+            self.next_position += 1;
+            loading::replay(
+                &mut slot.groups,
+                &mut slot.txn_groups,
+                partition,
+                record,
+                self.next_position,
+                now_ms,
+            );
         }
         if misplaced > 0 {
             log::warn!(
@@ -489,6 +527,7 @@ impl Coordinator {
                 status: PartitionStatus::Failed(reason),
                 epoch: self.next_epoch,
                 groups: HashMap::new(),
+                txn_groups: TxnGroups::new(),
             },
         );
     }
@@ -506,6 +545,7 @@ impl Coordinator {
                 config: &self.config,
                 timers: &mut self.timers,
                 ids: &mut self.ids,
+                positions: &mut self.next_position,
                 out,
             };
             membership::unload(group, &mut ctx);
@@ -596,7 +636,11 @@ impl Coordinator {
                     log::warn!("group {group}: writing its empty metadata failed ({error:?})");
                 }
             }
-            OnDurable::ApplyOffsets { group, offsets } => {
+            OnDurable::ApplyOffsets {
+                group,
+                offsets,
+                position,
+            } => {
                 if result.is_err() {
                     return;
                 }
@@ -607,7 +651,18 @@ impl Coordinator {
                         .groups
                         .entry(group.clone())
                         .or_insert_with(|| Group::new(&group, partition, now_ms));
-                    offsets::apply_offsets(g, &offsets);
+                    offsets::apply_offsets(g, &offsets, position);
+                }
+            }
+            OnDurable::ApplyTxnOffsets {
+                group,
+                producer_id,
+                keys,
+                position,
+            } => {
+                let slot = self.partitions.get_mut(&partition);
+                if let Some(g) = slot.and_then(|s| s.groups.get_mut(&group)) {
+                    offsets::apply_txn_offsets(g, producer_id, &keys, position, result.is_ok());
                 }
             }
             OnDurable::RemoveOffsets {
@@ -664,6 +719,31 @@ impl Coordinator {
         }
     }
 
+    /// A transaction's marker is durable in `partition`: its pending
+    /// offsets are committed or dropped in every group that holds some.
+    fn txn_completed(&mut self, partition: OffsetsPartition, producer_id: i64, commit: bool) {
+        let Some(slot) = self.partitions.get_mut(&partition) else {
+            log::debug!(
+                "transaction of producer {producer_id} ended in offsets partition {} which is not loaded here",
+                partition.0
+            );
+            return;
+        };
+        if matches!(slot.status, PartitionStatus::Failed(_)) {
+            return;
+        }
+        let touched =
+            loading::complete_txn(&mut slot.groups, &mut slot.txn_groups, producer_id, commit);
+        if !touched.is_empty() {
+            log::debug!(
+                "offsets partition {}: transaction of producer {producer_id} {} in {} group(s)",
+                partition.0,
+                if commit { "committed" } else { "aborted" },
+                touched.len()
+            );
+        }
+    }
+
     fn forget(&mut self, group: &str) {
         let partition = self.partition_of(group);
         if let Some(slot) = self.partitions.get_mut(&partition) {
@@ -690,6 +770,10 @@ fn absent_group_reply(request: &Request) -> Reply {
         // A commit naming a generation into a group that does not exist
         // comes from an older generation.
         Request::Commit(r) => Reply::Commit(vec![ErrorCode::IllegalGeneration; r.offsets.len()]),
+        // Never: a TxnOffsetCommit creates its group.
+        Request::TxnCommit(r) => {
+            Reply::TxnCommit(vec![ErrorCode::IllegalGeneration; r.offsets.len()])
+        }
         Request::FetchOffsets(r) => Reply::FetchOffsets(offsets::fetch(None, r)),
         Request::Describe(_) => Reply::Describe(GroupDescription {
             error: ErrorCode::GroupIdNotFound,
@@ -808,7 +892,7 @@ mod tests {
             fresh.step(Event::LoadStarted { partition });
             fresh.step(Event::Replay {
                 partition,
-                entries: h.entries(partition),
+                entries: h.loaded_records(partition),
             });
             fresh.step(Event::LoadCompleted { partition });
         }

@@ -11,9 +11,10 @@ use bytes::Bytes;
 use ringbroker_protocol::errors::ErrorCode;
 
 use crate::config::CoordinatorConfig;
-use crate::records::{CommittedOffset, Entry};
+use crate::loading::LoadedRecord;
+use crate::records::CommittedOffset;
 use crate::timers::Timers;
-use crate::types::{AppendId, OffsetsPartition, Protocol, Reply, Request, RequestId};
+use crate::types::{AppendId, OffsetsPartition, Protocol, Reply, Request, RequestId, TxnProducer};
 
 /// Something that happened, for the coordinator to act on.
 #[derive(Clone, Debug)]
@@ -36,12 +37,13 @@ pub enum Event {
         /// The partition.
         partition: OffsetsPartition,
     },
-    /// Records of a partition being loaded, in log order.
+    /// Records of a partition being loaded, in log order (from
+    /// [`crate::loading::decode_chunk`]).
     Replay {
         /// The partition.
         partition: OffsetsPartition,
-        /// Decoded records.
-        entries: Vec<Entry>,
+        /// Decoded records, transactional ones and markers included.
+        entries: Vec<LoadedRecord>,
     },
     /// Every record of the partition has been replayed: its groups are
     /// served, and the sessions of their members start now.
@@ -72,6 +74,21 @@ pub enum Event {
         /// Its outcome.
         result: Result<(), ErrorCode>,
     },
+    /// The transaction of `producer_id` ended, and its marker (COMMIT or
+    /// ABORT control batch) is durable in the offsets partition: the
+    /// producer's pending transactional offsets of every group of the
+    /// partition become committed offsets (unless a commit later in the
+    /// log replaced them) or are dropped. A producer with nothing pending
+    /// is no error (the marker reaches every partition of the
+    /// transaction).
+    TxnCompleted {
+        /// The offsets partition the marker was written to.
+        partition: OffsetsPartition,
+        /// The producer whose transaction ended.
+        producer_id: i64,
+        /// COMMIT (true) or ABORT (false).
+        commit: bool,
+    },
 }
 
 /// Something the shell must do.
@@ -86,6 +103,10 @@ pub enum Effect {
         partition: OffsetsPartition,
         /// (key, value) records; a `None` value is a tombstone.
         records: Vec<(Bytes, Option<Bytes>)>,
+        /// For transactional offsets: the batch is transactional, of this
+        /// producer (id and epoch), base sequence -1
+        /// ([`crate::records::batch_of`] encodes it).
+        producer: Option<TxnProducer>,
     },
     /// Answer a request.
     Reply {
@@ -118,6 +139,20 @@ pub(crate) enum OnDurable {
         group: String,
         /// The offsets.
         offsets: Vec<((String, i32), CommittedOffset)>,
+        /// Where the records stand in the log (see [`Ctx::next_position`]).
+        position: u64,
+    },
+    /// Transactional offsets (already pending since the request): durable
+    /// now, or dropped when the append failed.
+    ApplyTxnOffsets {
+        /// Group id.
+        group: String,
+        /// The producer.
+        producer_id: i64,
+        /// The partitions.
+        keys: Vec<(String, i32)>,
+        /// The position the pending offsets were given.
+        position: u64,
     },
     /// Offsets deleted (OffsetDelete, retention): they disappear, and with
     /// `forget_group` an empty group that has nothing left goes too.
@@ -182,12 +217,14 @@ pub(crate) struct StaticRejoin {
     pub supports_skip_assignment: bool,
 }
 
-/// Records for one partition collected during one transition; they become
-/// one [`Effect::Append`].
+/// Records for one partition (and producer, for transactional offsets)
+/// collected during one transition; they become one [`Effect::Append`].
 #[derive(Debug)]
 pub(crate) struct AppendDraft {
     /// Where.
     pub partition: OffsetsPartition,
+    /// The transactional producer of the batch, if any.
+    pub producer: Option<TxnProducer>,
     /// The records, in order.
     pub records: Vec<(Bytes, Option<Bytes>)>,
     /// What the records stand for, applied in order once durable.
@@ -218,8 +255,30 @@ impl Output {
         records: Vec<(Bytes, Option<Bytes>)>,
         on_durable: OnDurable,
     ) {
+        self.append_as(partition, None, records, on_durable);
+    }
+
+    /// Adds records to this transition's transactional append of
+    /// `producer` to `partition` (a batch of its own).
+    pub fn append_txn(
+        &mut self,
+        partition: OffsetsPartition,
+        producer: TxnProducer,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        on_durable: OnDurable,
+    ) {
+        self.append_as(partition, Some(producer), records, on_durable);
+    }
+
+    fn append_as(
+        &mut self,
+        partition: OffsetsPartition,
+        producer: Option<TxnProducer>,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        on_durable: OnDurable,
+    ) {
         assert!(!records.is_empty(), "an append carries records");
-        let draft = self.draft(partition);
+        let draft = self.draft(partition, producer);
         draft.records.extend(records);
         draft.on_durable.push(on_durable);
     }
@@ -227,18 +286,53 @@ impl Output {
     /// Answers a request once this transition's append to `partition` is
     /// durable, or now if it made none.
     pub fn reply_after_append(&mut self, partition: OffsetsPartition, id: RequestId, reply: Reply) {
-        match self.drafts.iter_mut().find(|d| d.partition == partition) {
+        self.reply_after(partition, None, id, reply);
+    }
+
+    /// Answers a request once this transition's transactional append of
+    /// `producer` to `partition` is durable, or now if it made none.
+    pub fn reply_after_txn_append(
+        &mut self,
+        partition: OffsetsPartition,
+        producer: TxnProducer,
+        id: RequestId,
+        reply: Reply,
+    ) {
+        self.reply_after(partition, Some(producer), id, reply);
+    }
+
+    fn reply_after(
+        &mut self,
+        partition: OffsetsPartition,
+        producer: Option<TxnProducer>,
+        id: RequestId,
+        reply: Reply,
+    ) {
+        match self
+            .drafts
+            .iter_mut()
+            .find(|d| d.partition == partition && d.producer == producer)
+        {
             Some(draft) => draft.replies.push((id, reply)),
             None => self.reply(id, reply),
         }
     }
 
-    fn draft(&mut self, partition: OffsetsPartition) -> &mut AppendDraft {
-        let index = match self.drafts.iter().position(|d| d.partition == partition) {
+    fn draft(
+        &mut self,
+        partition: OffsetsPartition,
+        producer: Option<TxnProducer>,
+    ) -> &mut AppendDraft {
+        let index = match self
+            .drafts
+            .iter()
+            .position(|d| d.partition == partition && d.producer == producer)
+        {
             Some(index) => index,
             None => {
                 self.drafts.push(AppendDraft {
                     partition,
+                    producer,
                     records: Vec::new(),
                     on_durable: Vec::new(),
                     replies: Vec::new(),
@@ -300,8 +394,23 @@ pub(crate) struct Ctx<'a> {
     pub timers: &'a mut Timers,
     /// Member id generator.
     pub ids: &'a mut MemberIds,
+    /// The coordinator's log position counter (see [`Ctx::next_position`]).
+    pub positions: &'a mut u64,
     /// What the transition produces.
     pub out: &'a mut Output,
+}
+
+impl Ctx<'_> {
+    /// A position for records appended in this transition. Positions only
+    /// grow, and appends to one partition reach its log in the order they
+    /// are asked for, so within a partition positions order records as
+    /// the log does (Kafka compares record offsets; this needs no answer
+    /// from the log). Replayed records take positions from the same
+    /// counter, below every append of the load.
+    pub fn next_position(&mut self) -> u64 {
+        *self.positions += 1;
+        *self.positions
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,22 @@ use crate::types::{
 /// coordinator can read.
 pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
+/// An offset committed inside a transaction whose marker has not been
+/// seen: invisible to OffsetFetch until the transaction commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingTxnOffset {
+    /// The offset.
+    pub offset: CommittedOffset,
+    /// Where its record stands in the log, relative to other records of
+    /// the partition (see [`Group::put_committed`]).
+    pub position: u64,
+    /// Its append is durable (replayed records are).
+    pub durable: bool,
+    /// A commit later in the log replaced the group's offset of this
+    /// partition: committing the transaction leaves that one in place.
+    pub superseded: bool,
+}
+
 /// A member of a group.
 #[derive(Clone, Debug)]
 pub struct Member {
@@ -114,6 +130,8 @@ pub struct Group {
     pub new_member_added: bool,
     /// Committed offsets.
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Offsets of open transactions, by producer id.
+    pub pending_txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), PendingTxnOffset>>,
 }
 
 impl Group {
@@ -135,7 +153,92 @@ impl Group {
             pending_sync: BTreeSet::new(),
             new_member_added: false,
             offsets: BTreeMap::new(),
+            pending_txn_offsets: BTreeMap::new(),
         }
+    }
+
+    /// Makes `value` the committed offset of `key`, its record standing at
+    /// `position` in the log. Pending transactional offsets of `key`
+    /// earlier in the log are superseded: Kafka keeps the offset whose
+    /// record is last in the log when a transaction commits.
+    pub fn put_committed(&mut self, key: (String, i32), value: CommittedOffset, position: u64) {
+        for pending in self.pending_txn_offsets.values_mut() {
+            if let Some(p) = pending.get_mut(&key) {
+                if p.position < position {
+                    p.superseded = true;
+                }
+            }
+        }
+        self.offsets.insert(key, value);
+    }
+
+    /// Removes the offset of `key` (a tombstone): the committed one and
+    /// those pending in open transactions, as Kafka does.
+    pub fn remove_offset(&mut self, key: &(String, i32)) {
+        self.offsets.remove(key);
+        self.pending_txn_offsets.retain(|_, pending| {
+            pending.remove(key);
+            !pending.is_empty()
+        });
+    }
+
+    /// Makes `offset` the pending offset of `key` in the transaction of
+    /// `producer_id` (replacing an earlier one of the same transaction).
+    pub fn put_pending(
+        &mut self,
+        producer_id: i64,
+        key: (String, i32),
+        offset: CommittedOffset,
+        position: u64,
+        durable: bool,
+    ) {
+        self.pending_txn_offsets
+            .entry(producer_id)
+            .or_default()
+            .insert(
+                key,
+                PendingTxnOffset {
+                    offset,
+                    position,
+                    durable,
+                    superseded: false,
+                },
+            );
+    }
+
+    /// True when an open transaction holds an offset of `key`.
+    pub fn has_pending_offset(&self, key: &(String, i32)) -> bool {
+        self.pending_txn_offsets
+            .values()
+            .any(|pending| pending.contains_key(key))
+    }
+
+    /// Ends the transaction of `producer_id`: on commit its offsets become
+    /// committed (those not superseded), on abort they go. Returns how
+    /// many offsets it held.
+    pub fn complete_txn(&mut self, producer_id: i64, commit: bool) -> usize {
+        let Some(pending) = self.pending_txn_offsets.remove(&producer_id) else {
+            return 0;
+        };
+        let count = pending.len();
+        if !commit {
+            return count;
+        }
+        for (key, p) in pending {
+            if p.superseded {
+                continue;
+            }
+            if !p.durable {
+                // The marker follows the records in the log, and is
+                // durable: so are they, whatever their append reports.
+                log::warn!(
+                    "group {}: transaction of producer {producer_id} committed before its offsets were reported durable",
+                    self.id
+                );
+            }
+            self.put_committed(key, p.offset, p.position);
+        }
+        count
     }
 
     /// Moves to `state`. Panics on a transition the state machine never
@@ -501,12 +604,14 @@ impl Group {
         }
     }
 
-    /// True when the group holds nothing worth keeping in memory.
+    /// True when the group holds nothing worth keeping in memory (offsets
+    /// pending in open transactions count, as in Kafka's `hasOffsets`).
     pub fn is_forgettable(&self) -> bool {
         self.state == GroupState::Empty
             && self.members.is_empty()
             && self.pending_members.is_empty()
             && self.offsets.is_empty()
+            && self.pending_txn_offsets.is_empty()
     }
 
     fn check_leader(&self) {

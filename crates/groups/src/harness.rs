@@ -10,6 +10,7 @@ use ringbroker_protocol::errors::ErrorCode;
 use crate::config::CoordinatorConfig;
 use crate::coordinator::Coordinator;
 use crate::effects::{Effect, Event};
+use crate::loading::{self, LoadedRecord};
 use crate::records::{self, Entry};
 use crate::types::*;
 
@@ -49,8 +50,61 @@ pub fn config() -> CoordinatorConfig {
 pub const SESSION_MS: i32 = 10_000;
 pub const REBALANCE_MS: i32 = 60_000;
 
-/// An appended batch: (append, partition, records).
-pub type Appended = (AppendId, OffsetsPartition, Vec<(Bytes, Option<Bytes>)>);
+/// An appended batch: (append, partition, records, producer).
+pub type Appended = (
+    AppendId,
+    OffsetsPartition,
+    Vec<(Bytes, Option<Bytes>)>,
+    Option<TxnProducer>,
+);
+
+/// What a durable append or a transaction marker left in a partition.
+#[derive(Clone, Debug)]
+pub enum Logged {
+    /// A batch the coordinator appended.
+    Batch {
+        /// Its transactional producer.
+        producer: Option<TxnProducer>,
+        /// Its records.
+        records: Vec<(Bytes, Option<Bytes>)>,
+    },
+    /// A transaction marker written by the transaction coordinator.
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// A control batch as Kafka writes a transaction marker (version 0 key
+/// with the type, version 0 value with a coordinator epoch).
+pub fn marker_batch(producer_id: i64, commit: bool) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 0,
+        key: Some(Bytes::from(vec![0, 0, 0, u8::from(commit)])),
+        value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 5])),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encodes");
+    buf.freeze()
+}
 
 pub struct Harness {
     pub c: Coordinator,
@@ -61,8 +115,8 @@ pub struct Harness {
     pub replies: BTreeMap<RequestId, Reply>,
     /// Appends not completed yet, in order.
     pub appends: VecDeque<Appended>,
-    /// Durable records, in log order per partition.
-    pub log: BTreeMap<OffsetsPartition, Vec<(Bytes, Option<Bytes>)>>,
+    /// Durable batches and markers, in log order per partition.
+    pub log: BTreeMap<OffsetsPartition, Vec<Logged>>,
     pub armed: Option<i64>,
     /// Complete every append successfully as soon as it is asked for.
     pub auto_ack: bool,
@@ -109,11 +163,12 @@ impl Harness {
                     id,
                     partition,
                     records,
+                    producer,
                 } => {
                     if self.auto_ack {
                         acks.push(id);
                     }
-                    self.appends.push_back((id, partition, records));
+                    self.appends.push_back((id, partition, records, producer));
                 }
                 Effect::ArmTimer { at_ms } => {
                     assert!(
@@ -134,18 +189,21 @@ impl Harness {
         let index = self
             .appends
             .iter()
-            .position(|(a, _, _)| *a == id)
+            .position(|(a, _, _, _)| *a == id)
             .expect("append in flight");
-        let (_, partition, records) = self.appends.remove(index).expect("present");
+        let (_, partition, records, producer) = self.appends.remove(index).expect("present");
         if result.is_ok() {
-            self.log.entry(partition).or_default().extend(records);
+            self.log
+                .entry(partition)
+                .or_default()
+                .push(Logged::Batch { producer, records });
         }
         self.step(Event::AppendCompleted { id, result });
     }
 
     /// Completes every append in flight, oldest first.
     pub fn complete_all(&mut self, result: Result<(), ErrorCode>) -> usize {
-        let ids: Vec<AppendId> = self.appends.iter().map(|(a, _, _)| *a).collect();
+        let ids: Vec<AppendId> = self.appends.iter().map(|(a, _, _, _)| *a).collect();
         for id in &ids {
             self.complete(*id, result);
         }
@@ -187,14 +245,83 @@ impl Harness {
         self.now = target;
     }
 
-    /// Every durable record of a partition, decoded.
+    /// Every durable record of a partition, decoded (markers left out).
     pub fn entries(&self, partition: OffsetsPartition) -> Vec<Entry> {
         self.log
             .get(&partition)
             .into_iter()
             .flatten()
-            .filter_map(|(k, v)| records::decode(k, v.as_ref()))
+            .flat_map(|logged| match logged {
+                Logged::Batch { records, .. } => records.clone(),
+                Logged::Marker { .. } => Vec::new(),
+            })
+            .filter_map(|(k, v)| records::decode(&k, v.as_ref()))
             .collect()
+    }
+
+    /// The partition's log as stored: batches with their offsets.
+    pub fn log_bytes(&self, partition: OffsetsPartition) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut offset = 0i64;
+        for logged in self.log.get(&partition).into_iter().flatten() {
+            let mut batch = match logged {
+                Logged::Batch { producer, records } => {
+                    records::batch_of(records, self.now, *producer).to_vec()
+                }
+                Logged::Marker {
+                    producer_id,
+                    commit,
+                } => marker_batch(*producer_id, *commit).to_vec(),
+            };
+            ringbroker_protocol::batch::stamp_base_offset(&mut batch, offset);
+            let header = ringbroker_protocol::batch::parse_header(&batch).expect("a batch");
+            offset = header.last_offset() + 1;
+            out.extend_from_slice(&batch);
+        }
+        out
+    }
+
+    /// The partition's records as a load decodes them from its log.
+    pub fn loaded_records(&self, partition: OffsetsPartition) -> Vec<LoadedRecord> {
+        let bytes = self.log_bytes(partition);
+        if bytes.is_empty() {
+            return Vec::new();
+        }
+        loading::decode_chunk(&bytes).expect("decodes").entries
+    }
+
+    /// The transaction coordinator wrote a marker for `producer_id` into
+    /// the group's partition and reports it.
+    pub fn marker(&mut self, group: &str, producer_id: i64, commit: bool) {
+        let partition = self.c.partition_of(group);
+        self.log.entry(partition).or_default().push(Logged::Marker {
+            producer_id,
+            commit,
+        });
+        self.step(Event::TxnCompleted {
+            partition,
+            producer_id,
+            commit,
+        });
+    }
+
+    /// A second coordinator that loads every partition from this one's
+    /// log, at the same time.
+    pub fn reloaded(&self) -> Harness {
+        let mut fresh = Harness::new(self.c.config().clone());
+        fresh.now = self.now;
+        for p in 0..self.c.config().offsets_partitions {
+            let partition = OffsetsPartition(p);
+            fresh.step(Event::Unload { partition });
+            fresh.step(Event::LoadStarted { partition });
+            fresh.step(Event::Replay {
+                partition,
+                entries: self.loaded_records(partition),
+            });
+            fresh.step(Event::LoadCompleted { partition });
+        }
+        fresh.log = self.log.clone();
+        fresh
     }
 
     // Requests.
@@ -344,6 +471,7 @@ impl Harness {
         let id = self.send(Request::FetchOffsets(FetchOffsetsRequest {
             group: group.into(),
             topics: None,
+            require_stable: false,
         }));
         match self.take(id) {
             Some(Reply::FetchOffsets(r)) => {
@@ -423,6 +551,72 @@ impl Harness {
 }
 
 impl Harness {
+    /// A TxnOffsetCommit of `producer_id` (epoch 0).
+    pub fn txn_commit(
+        &mut self,
+        group: &str,
+        producer_id: i64,
+        generation: i32,
+        member_id: &str,
+        offsets: &[(&str, i32, i64)],
+    ) -> RequestId {
+        self.send(Request::TxnCommit(TxnCommitRequest {
+            group: group.into(),
+            transactional_id: format!("txn-{producer_id}"),
+            producer: TxnProducer {
+                producer_id,
+                producer_epoch: 0,
+            },
+            generation,
+            member_id: member_id.into(),
+            instance_id: None,
+            offsets: offsets
+                .iter()
+                .map(|(t, p, o)| OffsetCommit {
+                    topic: t.to_string(),
+                    partition: *p,
+                    offset: *o,
+                    leader_epoch: -1,
+                    metadata: Some(String::new()),
+                    rejected: None,
+                })
+                .collect(),
+        }))
+    }
+
+    pub fn txn_commit_reply(&mut self, id: RequestId) -> Vec<ErrorCode> {
+        match self.take(id) {
+            Some(Reply::TxnCommit(codes)) => codes,
+            other => panic!("expected a TxnOffsetCommit answer, got {other:?}"),
+        }
+    }
+
+    /// OffsetFetch of named partitions of topic "t":
+    /// (partition, offset, error).
+    pub fn fetch_stable(
+        &mut self,
+        group: &str,
+        partitions: &[i32],
+        require_stable: bool,
+    ) -> Vec<(i32, i64, ErrorCode)> {
+        let id = self.send(Request::FetchOffsets(FetchOffsetsRequest {
+            group: group.into(),
+            topics: Some(vec![TopicPartitions {
+                topic: "t".into(),
+                partitions: partitions.to_vec(),
+            }]),
+            require_stable,
+        }));
+        match self.take(id) {
+            Some(Reply::FetchOffsets(r)) => r
+                .offsets
+                .into_iter()
+                .map(|o| (o.partition, o.offset, o.error))
+                .collect(),
+            other => panic!("expected an OffsetFetch answer, got {other:?}"),
+        }
+    }
+
     /// A stable group of static members with the given instance ids (the
     /// first leading); returns (generation, member ids in that order).
     pub fn stable_static_group(&mut self, group: &str, instances: &[&str]) -> (i32, Vec<String>) {

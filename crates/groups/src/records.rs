@@ -7,6 +7,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::types::TxnProducer;
+
 /// A committed offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommittedOffset {
@@ -265,22 +267,40 @@ pub fn decode(key: &Bytes, value: Option<&Bytes>) -> Option<Entry> {
 
 /// Encodes (key, value) records as one uncompressed v2 batch.
 pub fn batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Bytes {
+    batch_of(records, now_ms, None)
+}
+
+/// Encodes (key, value) records as one uncompressed v2 batch; with a
+/// producer, a transactional batch of that producer id and epoch (as
+/// Kafka's coordinator writes TxnOffsetCommit records). The base sequence
+/// is -1 (NO_SEQUENCE) either way: the log checks no sequence of the
+/// coordinator's own batches.
+pub fn batch_of(
+    records: &[(Bytes, Option<Bytes>)],
+    now_ms: i64,
+    producer: Option<TxnProducer>,
+) -> Bytes {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
+    let (producer_id, producer_epoch) =
+        producer.map_or((-1, -1), |p| (p.producer_id, p.producer_epoch));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (key, value))| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder keeps records in one batch while offset minus
+            // sequence is constant; the batch's base sequence is the
+            // first record's: -1.
+            sequence: (i as i32).wrapping_sub(1),
             timestamp: now_ms,
             key: Some(key.clone()),
             value: value.clone(),
@@ -311,7 +331,7 @@ pub fn entries(batches_bytes: &[u8]) -> Vec<Entry> {
         else {
             continue;
         };
-        for record in records {
+        for record in records.into_iter().filter(|r| !r.control) {
             if let Some(key) = &record.key {
                 if let Some(entry) = decode(key, record.value.as_ref()) {
                     out.push(entry);
@@ -337,6 +357,36 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactional_batches_carry_the_producer() {
+        let records = vec![
+            (offset_key("g", "t", 0), Some(Bytes::from_static(b"v"))),
+            (offset_key("g", "t", 1), None),
+            (offset_key("g", "t", 2), None),
+        ];
+        let producer = TxnProducer {
+            producer_id: 42,
+            producer_epoch: 3,
+        };
+        let stored = batch_of(&records, 5, Some(producer));
+        let all: Vec<_> = ringbroker_protocol::batch::batches(&stored).collect();
+        assert_eq!(all.len(), 1, "one batch");
+        let (header, _) = all[0].clone().expect("valid");
+        assert!(header.is_transactional() && !header.is_control());
+        assert_eq!(
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+                header.record_count
+            ),
+            (42, 3, -1, 3)
+        );
+        let plain = ringbroker_protocol::batch::parse_header(&batch(&records, 5)).expect("header");
+        assert!(!plain.is_transactional());
+        assert_eq!((plain.producer_id, plain.base_sequence), (-1, -1));
+    }
 
     #[test]
     fn java_hash_matches_java() {
@@ -402,6 +452,8 @@ mod tests {
                 },
             ]
         );
+        let whole: Vec<_> = ringbroker_protocol::batch::batches(&stored).collect();
+        assert_eq!(whole.len(), 1, "one batch");
         assert!(decode(&Bytes::from_static(b"\x00"), None).is_none());
         assert!(decode(&Bytes::from_static(b"\x00\x09abc"), None).is_none());
     }

@@ -275,6 +275,38 @@ pub struct CommitRequest {
     pub offsets: Vec<OffsetCommit>,
 }
 
+/// The transactional producer of a TxnOffsetCommit: its offsets are
+/// written as one transactional batch of this producer and stay pending
+/// until the transaction's marker ([`crate::Event::TxnCompleted`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TxnProducer {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub producer_epoch: i16,
+}
+
+/// A TxnOffsetCommit request (offsets committed inside a transaction).
+#[derive(Clone, Debug)]
+pub struct TxnCommitRequest {
+    /// Group id.
+    pub group: String,
+    /// The producer's transactional id (logged; the transaction
+    /// coordinator owns the transaction's state).
+    pub transactional_id: String,
+    /// The producer whose transaction holds the offsets.
+    pub producer: TxnProducer,
+    /// Generation (-1 before TxnOffsetCommit v3, or outside group
+    /// management).
+    pub generation: i32,
+    /// Member id ("" before v3).
+    pub member_id: String,
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// Offsets, in request order.
+    pub offsets: Vec<OffsetCommit>,
+}
+
 /// Partitions of one topic.
 #[derive(Clone, Debug)]
 pub struct TopicPartitions {
@@ -291,6 +323,9 @@ pub struct FetchOffsetsRequest {
     pub group: String,
     /// The partitions wanted; `None` for every committed partition.
     pub topics: Option<Vec<TopicPartitions>>,
+    /// OffsetFetch v7 and later: partitions with offsets pending in an
+    /// open transaction answer UNSTABLE_OFFSET_COMMIT (KIP-447).
+    pub require_stable: bool,
 }
 
 /// One committed offset, as OffsetFetch returns it.
@@ -306,6 +341,10 @@ pub struct FetchedOffset {
     pub leader_epoch: i32,
     /// Client metadata.
     pub metadata: Option<String>,
+    /// Partition-level error (UNSTABLE_OFFSET_COMMIT, with offset -1, for
+    /// a partition with pending transactional offsets when the request
+    /// requires stable offsets).
+    pub error: ErrorCode,
 }
 
 /// The answer to an OffsetFetch for one group.
@@ -404,6 +443,8 @@ pub enum Request {
     Leave(LeaveRequest),
     /// OffsetCommit.
     Commit(CommitRequest),
+    /// TxnOffsetCommit.
+    TxnCommit(TxnCommitRequest),
     /// OffsetFetch for one group.
     FetchOffsets(FetchOffsetsRequest),
     /// DescribeGroups for one group.
@@ -425,6 +466,7 @@ impl Request {
             Request::Heartbeat(r) => Some(&r.group),
             Request::Leave(r) => Some(&r.group),
             Request::Commit(r) => Some(&r.group),
+            Request::TxnCommit(r) => Some(&r.group),
             Request::FetchOffsets(r) => Some(&r.group),
             Request::Describe(group) | Request::Delete(group) => Some(group),
             Request::OffsetDelete(r) => Some(&r.group),
@@ -444,6 +486,7 @@ impl Request {
                 members: Vec::new(),
             }),
             Request::Commit(r) => Reply::Commit(vec![error; r.offsets.len()]),
+            Request::TxnCommit(r) => Reply::TxnCommit(vec![error; r.offsets.len()]),
             Request::FetchOffsets(_) => Reply::FetchOffsets(FetchOffsetsResponse {
                 error,
                 offsets: Vec::new(),
@@ -481,6 +524,8 @@ pub enum Reply {
     Leave(LeaveResponse),
     /// OffsetCommit: per-partition errors in request order.
     Commit(Vec<ErrorCode>),
+    /// TxnOffsetCommit: per-partition errors in request order.
+    TxnCommit(Vec<ErrorCode>),
     /// OffsetFetch.
     FetchOffsets(FetchOffsetsResponse),
     /// DescribeGroups.
@@ -509,21 +554,8 @@ impl Reply {
                 error: group_error,
                 members: Vec::new(),
             }),
-            Reply::Commit(codes) => {
-                let commit_error = offset_commit_append_error(append_error);
-                Reply::Commit(
-                    codes
-                        .into_iter()
-                        .map(|c| {
-                            if c == ErrorCode::None {
-                                commit_error
-                            } else {
-                                c
-                            }
-                        })
-                        .collect(),
-                )
-            }
+            Reply::Commit(codes) => Reply::Commit(failed_commit_codes(codes, append_error)),
+            Reply::TxnCommit(codes) => Reply::TxnCommit(failed_commit_codes(codes, append_error)),
             Reply::FetchOffsets(_) => Reply::FetchOffsets(FetchOffsetsResponse {
                 error: group_error,
                 offsets: Vec::new(),
@@ -543,6 +575,22 @@ impl Reply {
             }),
         }
     }
+}
+
+/// Per-partition commit errors after the append failed: the partitions
+/// that were accepted get the append's error, as commits map it.
+fn failed_commit_codes(codes: Vec<ErrorCode>, append_error: ErrorCode) -> Vec<ErrorCode> {
+    let commit_error = offset_commit_append_error(append_error);
+    codes
+        .into_iter()
+        .map(|c| {
+            if c == ErrorCode::None {
+                commit_error
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// The error a client is given when an append of group metadata (or a

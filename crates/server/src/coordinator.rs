@@ -10,6 +10,9 @@
 //!   for each to be durable and reports the outcome.
 //! - Timers: one task sleeps until the deadline the state machine last
 //!   asked for and delivers [`Event::Timer`].
+//! - Transactions: TxnOffsetCommit appends a transactional batch of the
+//!   producer; the transaction side calls [`GroupCoordinator::complete_txn`]
+//!   once its marker is durable in the offsets partition.
 //! - Loading: at start every local offsets partition is read and replayed;
 //!   a read error fails that partition (its groups are answered
 //!   COORDINATOR_NOT_AVAILABLE) and is logged. At shutdown every partition
@@ -28,7 +31,7 @@ use futures::channel::oneshot;
 use ringbroker_groups::records;
 use ringbroker_groups::{
     AppendId, Coordinator, CoordinatorConfig, Effect, Event, OffsetsPartition, Reply, Request,
-    RequestId,
+    RequestId, TxnProducer,
 };
 use ringbroker_protocol::errors::ErrorCode;
 use ringbroker_shards::ShardId;
@@ -123,7 +126,8 @@ impl GroupCoordinator {
                     id,
                     partition,
                     records,
-                } => self.append(shard, id, partition, records),
+                    producer,
+                } => self.append(shard, id, partition, records, producer),
                 Effect::ArmTimer { at_ms } => {
                     self.timer_at.set(Some(at_ms));
                     self.timer_moved.notify(usize::MAX);
@@ -141,19 +145,22 @@ impl GroupCoordinator {
     }
 
     /// Appends now (so the log keeps the order the state machine chose)
-    /// and reports the outcome from a task once durable or failed.
+    /// and reports the outcome from a task once durable or failed. With a
+    /// producer the batch is transactional (TxnOffsetCommit), base
+    /// sequence -1 so the log checks no sequence.
     fn append(
         &self,
         shard: &Rc<Shard>,
         id: AppendId,
         partition: OffsetsPartition,
         records: Vec<(bytes::Bytes, Option<bytes::Bytes>)>,
+        producer: Option<TxnProducer>,
     ) {
         let now = now_ms();
         let part = ProducePart {
             topic: OFFSETS_TOPIC.to_string(),
             partition: partition.0,
-            records: records::batch(&records, now),
+            records: records::batch_of(&records, now, producer),
         };
         let appended = shard.append_local(-1, &part, now);
         let shard = shard.clone();
@@ -178,6 +185,30 @@ impl GroupCoordinator {
                 .step(&shard, Event::AppendCompleted { id, result });
         })
         .detach();
+    }
+
+    /// The transaction of `producer_id` ended and its marker (COMMIT when
+    /// `commit`, else ABORT) is durable in `__consumer_offsets` partition
+    /// `partition`: the producer's pending transactional offsets of that
+    /// partition's groups become committed offsets or are dropped. Call it
+    /// on the shard that owns the partition (`shard.owner(OFFSETS_TOPIC,
+    /// partition)`), after the marker append is durable; a partition not
+    /// loaded here is ignored (a later load replays the marker).
+    pub fn complete_txn(&self, shard: &Rc<Shard>, partition: i32, producer_id: i64, commit: bool) {
+        if shard.owner(OFFSETS_TOPIC, partition) != shard.id {
+            log::warn!(
+                "{OFFSETS_TOPIC}-{partition}: transaction marker of producer {producer_id} reported on shard {:?}, which does not own the partition",
+                shard.id
+            );
+        }
+        self.step(
+            shard,
+            Event::TxnCompleted {
+                partition: OffsetsPartition(partition),
+                producer_id,
+                commit,
+            },
+        );
     }
 
     /// Loads every local `__consumer_offsets` partition this node leads

@@ -84,6 +84,8 @@ api_registry! {
     DescribeGroups(DescribeGroupsRequest), 0, 5;
     DeleteGroups(DeleteGroupsRequest), 0, 2;
     OffsetDelete(OffsetDeleteRequest), 0, 0;
+    // Not v5: that is transaction version 2 (KIP-890), not advertised.
+    TxnOffsetCommit(TxnOffsetCommitRequest), 0, 4;
     AlterConfigs(AlterConfigsRequest), 0, 2;
     DescribeLogDirs(DescribeLogDirsRequest), 1, 4;
     DescribeProducers(DescribeProducersRequest), 0, 0;
@@ -314,6 +316,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: Bytes, client_host: &str) -> Resp
         Request::DescribeGroups(r) => handlers::groups::describe_groups(shard, &ctx, r).await,
         Request::DeleteGroups(r) => handlers::groups::delete_groups(shard, &ctx, r).await,
         Request::OffsetDelete(r) => handlers::groups::offset_delete(shard, &ctx, r).await,
+        Request::TxnOffsetCommit(r) => handlers::groups::txn_offset_commit(shard, &ctx, r).await,
         Request::AlterConfigs(r) => handlers::alter_configs::handle(shard, &ctx, r).await,
         Request::DescribeLogDirs(r) => handlers::describe_log_dirs::handle(shard, &ctx, r).await,
         Request::DescribeProducers(r) => handlers::describe_producers::handle(shard, &ctx, r).await,
@@ -414,6 +417,7 @@ mod fuzz {
             ApiKey::DescribeGroups => encode!(DescribeGroupsRequest),
             ApiKey::DeleteGroups => encode!(DeleteGroupsRequest),
             ApiKey::OffsetDelete => encode!(OffsetDeleteRequest),
+            ApiKey::TxnOffsetCommit => encode!(TxnOffsetCommitRequest),
             ApiKey::AlterConfigs => encode!(AlterConfigsRequest),
             ApiKey::DescribeLogDirs => encode!(DescribeLogDirsRequest),
             ApiKey::DescribeProducers => encode!(DescribeProducersRequest),

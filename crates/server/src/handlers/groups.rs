@@ -12,7 +12,7 @@ use ringbroker_groups as rg;
 use ringbroker_groups::{
     CommitRequest, FetchOffsetsRequest, FetchOffsetsResponse, FetchedOffset, GroupDescription,
     JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, LeavingMember, OffsetCommit, Protocol,
-    Reply, Request, SyncRequest, SyncResponse,
+    Reply, Request, SyncRequest, SyncResponse, TxnCommitRequest, TxnProducer,
 };
 use ringbroker_protocol::errors::ErrorCode;
 
@@ -381,14 +381,105 @@ pub async fn offset_commit(
     ctx.respond(&OffsetCommitResponse::default().with_topics(topics))
 }
 
+/// The TxnOffsetCommit error a client of `version` understands: before
+/// v2 a loading coordinator is COORDINATOR_NOT_AVAILABLE (Kafka's rule:
+/// clients before 2.0 may crash on COORDINATOR_LOAD_IN_PROGRESS, KAFKA-7296).
+fn txn_commit_error(version: i16, error: ErrorCode) -> ErrorCode {
+    match error {
+        ErrorCode::CoordinatorLoadInProgress if version < 2 => ErrorCode::CoordinatorNotAvailable,
+        other => other,
+    }
+}
+
+/// TxnOffsetCommit: offsets committed inside a transaction, routed to the
+/// group's coordinator as OffsetCommit is. They stay pending (invisible
+/// to OffsetFetch) until the transaction's marker.
+pub async fn txn_offset_commit(
+    shard: &Rc<Shard>,
+    ctx: &Context,
+    r: TxnOffsetCommitRequest,
+) -> Result<Response, DispatchError> {
+    let group = group_id(&r.group_id);
+    let catalog = shard.catalog();
+    let mut offsets = Vec::new();
+    for t in &r.topics {
+        let name = t.name.0.to_string();
+        let meta = catalog.topics.get(&name);
+        for p in &t.partitions {
+            let known = meta.is_some_and(|m| m.partition(p.partition_index).is_some());
+            offsets.push(OffsetCommit {
+                topic: name.clone(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: if ctx.version >= 2 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: opt_string(&p.committed_metadata),
+                rejected: (!known).then_some(ErrorCode::UnknownTopicOrPartition),
+            });
+        }
+    }
+    let count = offsets.len();
+    let request = TxnCommitRequest {
+        group: group.clone(),
+        transactional_id: r.transactional_id.0.to_string(),
+        producer: TxnProducer {
+            producer_id: r.producer_id.0,
+            producer_epoch: r.producer_epoch,
+        },
+        generation: r.generation_id,
+        member_id: r.member_id.to_string(),
+        instance_id: opt_string(&r.group_instance_id),
+        offsets,
+    };
+    let codes = if r.producer_id.0 < 0 {
+        // No producer, no transaction to hold the offsets.
+        vec![ErrorCode::InvalidProducerIdMapping; count]
+    } else {
+        expect(
+            shard.group_call(&group, Request::TxnCommit(request)).await,
+            |reply| match reply {
+                Reply::TxnCommit(codes) if codes.len() == count => Some(codes),
+                _ => None,
+            },
+            vec![ErrorCode::CoordinatorNotAvailable; count],
+        )
+    };
+    let mut codes = codes.into_iter();
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            let code = codes.next().unwrap_or(ErrorCode::CoordinatorNotAvailable);
+                            txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(txn_commit_error(ctx.version, code).code())
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ctx.respond(&TxnOffsetCommitResponse::default().with_topics(topics))
+}
+
 async fn fetch_group(
     shard: &Rc<Shard>,
     group: String,
     topics: Option<Vec<rg::TopicPartitions>>,
+    require_stable: bool,
 ) -> FetchOffsetsResponse {
     let request = FetchOffsetsRequest {
         group: group.clone(),
         topics,
+        require_stable,
     };
     expect(
         shard
@@ -424,6 +515,9 @@ pub async fn offset_fetch(
     r: OffsetFetchRequest,
 ) -> Result<Response, DispatchError> {
     let epoch = |e: i32| if ctx.version >= 5 { e } else { -1 };
+    // KIP-447: offsets pending in a transaction answer
+    // UNSTABLE_OFFSET_COMMIT when the consumer asks for stable ones.
+    let require_stable = ctx.version >= 7 && r.require_stable;
     if ctx.version >= 8 {
         let mut groups = Vec::with_capacity(r.groups.len());
         for g in &r.groups {
@@ -435,7 +529,7 @@ pub async fn offset_fetch(
                     })
                     .collect()
             });
-            let fetched = fetch_group(shard, group_id(&g.group_id), topics).await;
+            let fetched = fetch_group(shard, group_id(&g.group_id), topics, require_stable).await;
             let topics = by_topic(fetched.offsets)
                 .into_iter()
                 .map(|(t, parts)| {
@@ -450,6 +544,7 @@ pub async fn offset_fetch(
                                         .with_committed_offset(o.offset)
                                         .with_committed_leader_epoch(o.leader_epoch)
                                         .with_metadata(o.metadata.as_deref().map(str_bytes))
+                                        .with_error_code(o.error.code())
                                 })
                                 .collect(),
                         )
@@ -472,7 +567,7 @@ pub async fn offset_fetch(
             })
             .collect()
     });
-    let fetched = fetch_group(shard, group_id(&r.group_id), topics).await;
+    let fetched = fetch_group(shard, group_id(&r.group_id), topics, require_stable).await;
     let code = fetched.error.code();
     let topics = by_topic(fetched.offsets)
         .into_iter()
@@ -488,7 +583,10 @@ pub async fn offset_fetch(
                                 .with_committed_offset(o.offset)
                                 .with_committed_leader_epoch(epoch(o.leader_epoch))
                                 .with_metadata(o.metadata.as_deref().map(str_bytes))
-                                .with_error_code(if ctx.version < 2 { code } else { 0 })
+                                .with_error_code(match o.error {
+                                    ErrorCode::None if ctx.version < 2 => code,
+                                    error => error.code(),
+                                })
                         })
                         .collect(),
                 )
@@ -691,4 +789,36 @@ pub async fn offset_delete(
             .with_error_code(reply.error.code())
             .with_topics(topics),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_txn_offset_commit_clients_never_see_load_in_progress() {
+        for version in 0..=1 {
+            assert_eq!(
+                txn_commit_error(version, ErrorCode::CoordinatorLoadInProgress),
+                ErrorCode::CoordinatorNotAvailable
+            );
+        }
+        assert_eq!(
+            txn_commit_error(2, ErrorCode::CoordinatorLoadInProgress),
+            ErrorCode::CoordinatorLoadInProgress
+        );
+        assert_eq!(
+            txn_commit_error(0, ErrorCode::NotCoordinator),
+            ErrorCode::NotCoordinator
+        );
+    }
+
+    #[test]
+    fn txn_offset_commit_is_advertised_without_transaction_version_2() {
+        use kafka_protocol::messages::ApiKey;
+        assert_eq!(
+            crate::dispatch::supported_range(ApiKey::TxnOffsetCommit),
+            Some((0, 4))
+        );
+    }
 }
