@@ -389,6 +389,14 @@ def test_api_versions_advertise_the_new_apis(broker):
     assert versions[43] == (0, 2), "ElectLeaders"
     assert versions[45] == (0, 1), "AlterPartitionReassignments"
     assert versions[46] == (0, 0), "ListPartitionReassignments"
+    # Transactions at transaction.version 1 (no KIP-890 versions).
+    assert versions[24] == (0, 3), "AddPartitionsToTxn"
+    assert versions[25] == (0, 4), "AddOffsetsToTxn"
+    assert versions[26] == (0, 4), "EndTxn"
+    assert versions[27] == (0, 1), "WriteTxnMarkers"
+    assert versions[28] == (0, 4), "TxnOffsetCommit"
+    assert versions[65] == (0, 0), "DescribeTransactions"
+    assert versions[66] == (0, 1), "ListTransactions"
 
 
 # The Java Admin table in the report: what works and what does not.
@@ -399,6 +407,7 @@ WORKING_ADMIN_CALLS = {
     "listConsumerGroups", "listGroups", "alterConsumerGroupOffsets", "listConsumerGroupOffsets",
     "describeConsumerGroups", "describeClassicGroups", "deleteConsumerGroupOffsets", "deleteConsumerGroups",
     "describeFeatures", "describeProducers", "deleteRecords", "electLeaders", "listPartitionReassignments",
+    "listTransactions", "fenceProducers", "abortTransaction",
 }
 
 
@@ -411,6 +420,9 @@ def test_java_admin_survey(broker, java):
     assert results["removeMembersFromConsumerGroup"].startswith("ERROR UnknownMemberIdException")
     # The survey cancels a reassignment that is not running.
     assert results["alterPartitionReassignments"].startswith("ERROR NoReassignmentInProgressException")
+    # "tx" has no transaction state until fenceProducers (run later) creates it.
+    assert results["describeTransactions"].startswith("ERROR TransactionalIdNotFoundException"), results[
+        "describeTransactions"]
 
 
 # 9. DeleteRecords (API 21): the log start offset moves, durably.

@@ -27,6 +27,10 @@ pub struct PartitionData {
     pub log_start_offset: i64,
     /// Record bytes in a segment file.
     pub records: Option<FileSlice>,
+    /// READ_COMMITTED fetches: the aborted transactions overlapping the
+    /// records, as (producer id, first offset); `None` (a null array) for
+    /// READ_UNCOMMITTED.
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
 }
 
 /// One topic of a fetch response.
@@ -76,6 +80,13 @@ impl Writer {
             self.uvarint(n as u64 + 1);
         } else {
             self.buf.put_i32(n as i32);
+        }
+    }
+    fn null_array(&mut self) {
+        if self.flexible() {
+            self.uvarint(0);
+        } else {
+            self.buf.put_i32(-1);
         }
     }
     fn string(&mut self, s: &str) {
@@ -149,7 +160,17 @@ pub fn encode(header: FetchHeader, topics: &[TopicData]) -> ResponseFrame {
             if version >= 5 {
                 w.buf.put_i64(p.log_start_offset);
             }
-            w.array_len(0); // aborted_transactions: none (no transactions yet)
+            match &p.aborted_transactions {
+                None => w.null_array(),
+                Some(aborted) => {
+                    w.array_len(aborted.len());
+                    for &(producer_id, first_offset) in aborted {
+                        w.buf.put_i64(producer_id);
+                        w.buf.put_i64(first_offset);
+                        w.tagged_fields();
+                    }
+                }
+            }
             if version >= 11 {
                 w.buf.put_i32(-1); // preferred_read_replica
             }
@@ -218,6 +239,7 @@ mod tests {
                         last_stable_offset: 10,
                         log_start_offset: 2,
                         records: Some(slice.clone()),
+                        aborted_transactions: Some(vec![(77, 5), (78, 6)]),
                     },
                     PartitionData {
                         partition: 4,
@@ -226,6 +248,7 @@ mod tests {
                         last_stable_offset: -1,
                         log_start_offset: -1,
                         records: None,
+                        aborted_transactions: None,
                     },
                 ],
             }];
@@ -260,6 +283,14 @@ mod tests {
                 Some(&b"RECORDBYTES"[..])
             );
             assert_eq!(t.partitions[1].error_code, 1);
+            let aborted: Vec<(i64, i64)> = t.partitions[0]
+                .aborted_transactions
+                .iter()
+                .flatten()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect();
+            assert_eq!(aborted, vec![(77, 5), (78, 6)], "v{version}");
+            assert!(t.partitions[1].aborted_transactions.is_none(), "v{version}");
         }
     }
 }

@@ -144,7 +144,7 @@ impl TopicMeta {
     }
     /// True for internal topics (`__consumer_offsets`).
     pub fn is_internal(&self) -> bool {
-        self.name == "__consumer_offsets"
+        self.name == "__consumer_offsets" || self.name == "__transaction_state"
     }
     /// Number of partitions.
     pub fn partition_count(&self) -> i32 {

@@ -1011,6 +1011,11 @@ const READ_ONLY_BROKER_KEYS: &[&str] = &[
     "offsets.retention.minutes",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
+    "transaction.state.log.num.partitions",
+    "transaction.max.timeout.ms",
+    "transactional.id.expiration.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "transaction.remove.expired.transaction.cleanup.interval.ms",
     "queued.max.requests",
     "replica.lag.time.max.ms",
     "auto.leader.rebalance.enable",
@@ -1175,6 +1180,21 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     /// offsets.topic.num.partitions.
     pub offsets_topic_num_partitions: i32,
+    /// transaction.state.log.num.partitions.
+    pub txn_state_partitions: i32,
+    /// transaction.state.log.replication.factor (at most the live brokers
+    /// when the topic is created).
+    pub txn_state_replication_factor: i16,
+    /// transaction.state.log.min.isr (at most the replication factor).
+    pub txn_state_min_isr: i32,
+    /// transaction.max.timeout.ms.
+    pub txn_max_timeout_ms: i32,
+    /// transactional.id.expiration.ms.
+    pub txn_id_expiration_ms: u64,
+    /// transaction.abort.timed.out.transaction.cleanup.interval.ms.
+    pub txn_abort_check_interval_ms: u64,
+    /// transaction.remove.expired.transaction.cleanup.interval.ms.
+    pub txn_remove_expired_interval_ms: u64,
     /// offsets.retention.minutes.
     pub offsets_retention_minutes: u64,
     /// offsets.retention.check.interval.ms.
@@ -1282,6 +1302,13 @@ impl Default for BrokerConfig {
             log_flush_interval_messages: None,
             group_initial_rebalance_delay_ms: 3_000,
             offsets_topic_num_partitions: 50,
+            txn_state_partitions: 50,
+            txn_state_replication_factor: 3,
+            txn_state_min_isr: 2,
+            txn_max_timeout_ms: 900_000,
+            txn_id_expiration_ms: 604_800_000,
+            txn_abort_check_interval_ms: 10_000,
+            txn_remove_expired_interval_ms: 3_600_000,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             group_min_session_timeout_ms: 6_000,
@@ -1311,8 +1338,6 @@ const NO_EFFECT_KEYS: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
-    "transaction.state.log.replication.factor",
-    "transaction.state.log.min.isr",
     "queued.max.requests",
     "num.replica.fetchers",
     "log.cleaner.enable",
@@ -1497,6 +1522,28 @@ impl Builder {
             }
             "offsets.topic.num.partitions" => {
                 c.offsets_topic_num_partitions = parse_u64_range(key, value, 1, 100_000)? as i32
+            }
+            "transaction.state.log.num.partitions" => {
+                c.txn_state_partitions = parse_u64_range(key, value, 1, 100_000)? as i32
+            }
+            "transaction.state.log.replication.factor" => {
+                c.txn_state_replication_factor = parse_u64_range(key, value, 1, 32_767)? as i16
+            }
+            "transaction.state.log.min.isr" => {
+                c.txn_state_min_isr = parse_u64_range(key, value, 1, 32_767)? as i32
+            }
+            "transaction.max.timeout.ms" => {
+                c.txn_max_timeout_ms = parse_u64_range(key, value, 1, i32::MAX as u64)? as i32
+            }
+            "transactional.id.expiration.ms" => {
+                c.txn_id_expiration_ms = parse_u64_range(key, value, 1, i32::MAX as u64)?
+            }
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                c.txn_abort_check_interval_ms = parse_u64_range(key, value, 1, i32::MAX as u64)?
+            }
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                c.txn_remove_expired_interval_ms =
+                    parse_u64_range(key, value, 1, i32::MAX as u64)?
             }
             "offsets.retention.minutes" => {
                 c.offsets_retention_minutes = parse_u64_range(key, value, 1, i64::MAX as u64)?
@@ -2090,6 +2137,41 @@ impl BrokerConfig {
             (
                 "offsets.topic.num.partitions",
                 self.offsets_topic_num_partitions.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "transaction.state.log.num.partitions",
+                self.txn_state_partitions.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "transaction.state.log.replication.factor",
+                self.txn_state_replication_factor.to_string(),
+                ConfigType::Short,
+            ),
+            (
+                "transaction.state.log.min.isr",
+                self.txn_state_min_isr.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "transaction.max.timeout.ms",
+                self.txn_max_timeout_ms.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "transactional.id.expiration.ms",
+                self.txn_id_expiration_ms.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                self.txn_abort_check_interval_ms.to_string(),
+                ConfigType::Int,
+            ),
+            (
+                "transaction.remove.expired.transaction.cleanup.interval.ms",
+                self.txn_remove_expired_interval_ms.to_string(),
                 ConfigType::Int,
             ),
             (

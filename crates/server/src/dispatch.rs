@@ -94,6 +94,12 @@ api_registry! {
     ElectLeaders(ElectLeadersRequest), 0, 2;
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest), 0, 1;
     ListPartitionReassignments(ListPartitionReassignmentsRequest), 0, 0;
+    AddPartitionsToTxn(AddPartitionsToTxnRequest), 0, 3;
+    AddOffsetsToTxn(AddOffsetsToTxnRequest), 0, 4;
+    EndTxn(EndTxnRequest), 0, 4;
+    WriteTxnMarkers(WriteTxnMarkersRequest), 0, 1;
+    DescribeTransactions(DescribeTransactionsRequest), 0, 0;
+    ListTransactions(ListTransactionsRequest), 0, 1;
 }
 
 /// The implemented version range of an API.
@@ -329,6 +335,12 @@ pub async fn dispatch(shard: &Rc<Shard>, body: Bytes, client_host: &str) -> Resp
             handlers::reassignments::alter(shard, &ctx, r).await
         }
         Request::ListPartitionReassignments(r) => handlers::reassignments::list(shard, &ctx, r),
+        Request::AddPartitionsToTxn(r) => handlers::transactions::add_partitions(shard, &ctx, r).await,
+        Request::AddOffsetsToTxn(r) => handlers::transactions::add_offsets(shard, &ctx, r).await,
+        Request::EndTxn(r) => handlers::transactions::end_txn(shard, &ctx, r).await,
+        Request::WriteTxnMarkers(r) => handlers::transactions::write_markers(shard, &ctx, r).await,
+        Request::DescribeTransactions(r) => handlers::transactions::describe(shard, &ctx, r).await,
+        Request::ListTransactions(r) => handlers::transactions::list(shard, &ctx, r).await,
     };
     match result {
         Ok(response) => response,
@@ -426,6 +438,12 @@ mod fuzz {
             ApiKey::ElectLeaders => encode!(ElectLeadersRequest),
             ApiKey::AlterPartitionReassignments => encode!(AlterPartitionReassignmentsRequest),
             ApiKey::ListPartitionReassignments => encode!(ListPartitionReassignmentsRequest),
+            ApiKey::AddPartitionsToTxn => encode!(AddPartitionsToTxnRequest),
+            ApiKey::AddOffsetsToTxn => encode!(AddOffsetsToTxnRequest),
+            ApiKey::EndTxn => encode!(EndTxnRequest),
+            ApiKey::WriteTxnMarkers => encode!(WriteTxnMarkersRequest),
+            ApiKey::DescribeTransactions => encode!(DescribeTransactionsRequest),
+            ApiKey::ListTransactions => encode!(ListTransactionsRequest),
             other => panic!("{other:?} is not in the registry"),
         }
     }

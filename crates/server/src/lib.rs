@@ -20,10 +20,12 @@ pub mod group_config;
 pub mod handlers;
 pub mod log_starts;
 pub mod messages;
+pub mod peer;
 pub mod replica_fetcher;
 pub mod runtime;
 pub mod shard;
 pub mod storage_error;
+pub mod txn_coordinator;
 
 /// Unit tests run with the broker's allocator too (see
 /// [`ringbroker_protocol::alloc`]).

@@ -57,6 +57,9 @@ pub struct FetchPart {
     /// follower reads up to the log end and its offset moves the high
     /// watermark.
     pub replica: i32,
+    /// A READ_COMMITTED consumer: reads stop at the last stable offset and
+    /// the aborted transactions are listed.
+    pub read_committed: bool,
 }
 
 /// The result of reading one partition.
@@ -66,12 +69,15 @@ pub struct FetchResult {
     pub error_code: i16,
     /// High watermark.
     pub high_watermark: i64,
-    /// Last stable offset (the high watermark: no transactions yet).
+    /// Last stable offset.
     pub last_stable_offset: i64,
     /// First offset of the log.
     pub log_start_offset: i64,
     /// The record bytes, still in the file.
     pub records: Option<FileSlice>,
+    /// READ_COMMITTED: the aborted transactions (producer id, first
+    /// offset) overlapping what was read.
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
 }
 
 /// One partition's part of a ListOffsets request.
@@ -83,6 +89,8 @@ pub struct ListOffsetsPart {
     pub partition: i32,
     /// -1 latest, -2 earliest, -3 max timestamp, -4 earliest local, else a time.
     pub timestamp: i64,
+    /// READ_COMMITTED: "latest" is the last stable offset.
+    pub read_committed: bool,
 }
 
 /// The result of one ListOffsets lookup.
@@ -94,6 +102,23 @@ pub struct ListOffsetsResult {
     pub timestamp: i64,
     /// Offset found (-1 when none).
     pub offset: i64,
+}
+
+/// One transaction marker to write (WriteTxnMarkers).
+#[derive(Clone, Debug)]
+pub struct MarkerWrite {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The transaction's producer id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub producer_epoch: i16,
+    /// The transaction coordinator's epoch.
+    pub coordinator_epoch: i32,
+    /// COMMIT (true) or ABORT.
+    pub commit: bool,
 }
 
 /// A partition named by topic and index.
@@ -231,6 +256,8 @@ pub enum ShardRequest {
         /// A follower waits for the log end, a consumer for the high
         /// watermark.
         replica: bool,
+        /// A READ_COMMITTED consumer waits for the last stable offset.
+        read_committed: bool,
         /// (topic, partition, offset).
         parts: Vec<(String, i32, i64)>,
         /// When to give up.
@@ -255,6 +282,11 @@ pub enum ShardRequest {
     ServeClients,
     /// A group API call for a group this shard coordinates.
     Group(ringbroker_groups::Request),
+    /// A transaction API call for a transactional id this shard
+    /// coordinates.
+    Txn(ringbroker_txn::Request),
+    /// Write transaction markers to partitions this shard owns.
+    WriteMarkers(Vec<MarkerWrite>),
     /// A cluster-unique producer id (shard 0 of a cluster node).
     ProducerId,
     /// Where leader epochs end in partitions this shard owns:
@@ -290,6 +322,10 @@ pub enum ShardResponse {
     Applied(Option<String>),
     /// The coordinator's answer.
     Group(ringbroker_groups::Reply),
+    /// The transaction coordinator's answer.
+    Txn(ringbroker_txn::Reply),
+    /// Per-marker error codes, in request order.
+    Markers(Vec<i16>),
     /// A producer id, or a Kafka error code.
     ProducerId(Result<i64, i16>),
     /// Per part: (error code, epoch, end offset), in request order.

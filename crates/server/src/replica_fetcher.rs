@@ -14,18 +14,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, RequestHeader, ResponseHeader, TopicName,
+    OffsetForLeaderEpochResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 use ringbroker_protocol::errors::ErrorCode;
 use ringbroker_storage::partition::Partition;
@@ -41,14 +38,10 @@ const FETCH_MAX_WAIT_MS: i32 = 500;
 /// Bytes per partition and per response a follower asks for.
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const RESPONSE_MAX_BYTES: i32 = 16 << 20;
-/// The largest response frame accepted from a leader.
-const RESPONSE_FRAME_MAX: usize = 64 << 20;
 /// How often the shard looks for leaders to fetch from.
 const SCAN_EVERY: Duration = Duration::from_millis(100);
 /// Pause after a failed connection or fetch.
 const BACKOFF: Duration = Duration::from_millis(200);
-/// How long a connection attempt or a response may take.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a fetched batch may take to become durable here.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -121,102 +114,13 @@ pub async fn run(shard: Rc<Shard>) {
     }
 }
 
-/// A connection to one leader.
-struct Connection {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-async fn connect(host: &str, port: u16) -> std::io::Result<Connection> {
-    let addr = format!("{host}:{port}");
-    let connecting = TcpStream::connect(addr.as_str());
-    let timer = glommio::timer::sleep(IO_TIMEOUT);
-    futures::pin_mut!(connecting);
-    futures::pin_mut!(timer);
-    match futures::future::select(connecting, timer).await {
-        futures::future::Either::Left((Ok(stream), _)) => {
-            let _ignored = stream.set_nodelay(true);
-            Ok(Connection {
-                stream,
-                correlation: 0,
-            })
-        }
-        futures::future::Either::Left((Err(e), _)) => Err(std::io::Error::other(e.to_string())),
-        futures::future::Either::Right(_) => Err(std::io::ErrorKind::TimedOut.into()),
-    }
-}
-
-impl Connection {
-    /// One request and its response, bounded in time.
-    async fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &Req,
-        wait: Duration,
-    ) -> Result<Resp, String> {
-        self.correlation = self.correlation.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("ringbroker-replica")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, Req::header_version(version))
-            .and_then(|()| request.encode(&mut buf, version))
-            .map_err(|e| format!("encoding {key:?}: {e}"))?;
-        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&buf);
-        let exchange = async {
-            self.stream
-                .write_all(&frame)
-                .await
-                .map_err(|e| format!("send: {e}"))?;
-            let mut size = [0u8; 4];
-            self.stream
-                .read_exact(&mut size)
-                .await
-                .map_err(|e| format!("receive: {e}"))?;
-            let size = i32::from_be_bytes(size);
-            let size = usize::try_from(size)
-                .ok()
-                .filter(|s| *s <= RESPONSE_FRAME_MAX)
-                .ok_or_else(|| format!("bad response size {size}"))?;
-            let mut body = vec![0u8; size];
-            self.stream
-                .read_exact(&mut body)
-                .await
-                .map_err(|e| format!("receive: {e}"))?;
-            Ok::<Vec<u8>, String>(body)
-        };
-        let timer = glommio::timer::sleep(IO_TIMEOUT + wait);
-        futures::pin_mut!(exchange);
-        futures::pin_mut!(timer);
-        let body = match futures::future::select(exchange, timer).await {
-            futures::future::Either::Left((body, _)) => body?,
-            futures::future::Either::Right(_) => return Err(format!("{key:?} timed out")),
-        };
-        let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, Resp::header_version(version))
-            .map_err(|e| format!("response header: {e}"))?;
-        if header.correlation_id != self.correlation {
-            return Err(format!(
-                "response {} to request {}",
-                header.correlation_id, self.correlation
-            ));
-        }
-        Resp::decode(&mut body, version).map_err(|e| format!("decode: {e}"))
-    }
-}
-
 /// KIP-101/KIP-279: after a leader change, cuts what this follower holds
 /// past the point where its latest leader epoch ends in the new leader's
 /// log, so it never keeps a record the leader does not have. Returns false
 /// when the leader could not answer (try again before fetching).
 async fn truncate_to_leader(
     shard: &Shard,
-    conn: &mut Connection,
+    conn: &mut crate::peer::Connection,
     partition: &Rc<Partition>,
     leader: i32,
     current_epoch: i32,
@@ -328,7 +232,7 @@ async fn sync_all(shard: &Shard, partitions: &[Rc<Partition>]) {
 /// Follows every partition of this shard led by `leader` until none is.
 async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
     let me = shard.config.node_id;
-    let mut connection: Option<(String, u16, Connection)> = None;
+    let mut connection: Option<(String, u16, crate::peer::Connection)> = None;
     // The leader epoch each partition was last reconciled with.
     let mut reconciled: HashMap<(String, i32), i32> = HashMap::new();
     loop {
@@ -350,7 +254,7 @@ async fn fetch_from(shard: &Rc<Shard>, leader: i32) {
             connection = None;
         }
         if connection.is_none() {
-            match connect(&broker.host, broker.port).await {
+            match crate::peer::connect(&broker.host, broker.port, "ringbroker-replica").await {
                 Ok(c) => connection = Some((broker.host.clone(), broker.port, c)),
                 Err(e) => {
                     log::debug!("replica fetcher to broker {leader}: {e}");

@@ -556,7 +556,10 @@ async fn shard_main(
         }
     };
     shard.groups.load(&shard);
+    shard.txns.sync_leadership(&shard);
     let group_timers = glommio::spawn_local(crate::coordinator::run_timers(shard.clone())).detach();
+    let txn_timers =
+        glommio::spawn_local(crate::txn_coordinator::run_timers(shard.clone())).detach();
     let executor = glommio::executor();
     let background =
         executor.create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
@@ -705,6 +708,7 @@ async fn shard_main(
     // answered NOT_COORDINATOR; clients find the coordinator again after
     // the restart.
     shard.groups.unload_all(&shard);
+    shard.txns.unload_all(&shard);
 
     // Graceful stop. 1: no new connections, no new requests; requests in
     // flight finish and their answers go out (bounded).
@@ -739,6 +743,7 @@ async fn shard_main(
         retention,
         periodic_sync,
         group_timers,
+        txn_timers,
         idle_writers,
     ));
 }

@@ -23,7 +23,7 @@ use ringbroker_groups::{ListResponse, Reply, Request};
 use ringbroker_protocol::errors::ErrorCode;
 use ringbroker_protocol::limits::SHARD_PENDING_WRITE_BYTES_MAX;
 use ringbroker_storage::flusher::Flusher;
-use ringbroker_storage::log::{AppendError, LogConfig, PartitionLog};
+use ringbroker_storage::log::{AppendError, Appended, LogConfig, PartitionLog};
 use ringbroker_storage::partition::Partition;
 use ringbroker_storage::writer::WriteMode;
 
@@ -168,6 +168,8 @@ pub struct Shard {
     pub stats: ShardStats,
     /// The groups this shard coordinates.
     pub groups: crate::coordinator::GroupCoordinator,
+    /// The transactional ids this shard coordinates.
+    pub txns: crate::txn_coordinator::TxnCoordinator,
     /// Set when the shard is shutting down; long polls end early.
     stopping: Cell<bool>,
     /// Fired when `stopping` is set.
@@ -234,6 +236,16 @@ impl Shard {
             crate::coordinator::coordinator_config(&config, offsets_partitions),
         )
         .map_err(std::io::Error::other)?;
+        let txn_partitions = catalog
+            .topics
+            .get(crate::txn_coordinator::TXN_TOPIC)
+            .map_or(config.txn_state_partitions, |m| m.partition_count());
+        let txns = crate::txn_coordinator::TxnCoordinator::new(crate::txn_coordinator::txn_config(
+            &config,
+            txn_partitions,
+            offsets_partitions,
+        ))
+        .map_err(std::io::Error::other)?;
         let shard = Rc::new(Shard {
             id,
             count: mesh.shard_count(),
@@ -254,6 +266,7 @@ impl Shard {
             producer_id_last: Cell::new(0),
             stats: ShardStats::default(),
             groups,
+            txns,
             stopping: Cell::new(false),
             stop_event: event_listener::Event::new(),
             cluster: RefCell::new(None),
@@ -581,8 +594,10 @@ impl Shard {
                 parts,
                 deadline,
                 replica,
+                read_committed,
             } => {
-                self.wait_for_data_local(&parts, deadline, replica).await;
+                self.wait_for_data_local(&parts, deadline, replica, read_committed)
+                    .await;
                 ShardResponse::Done
             }
             ShardRequest::ListOffsets(parts) => {
@@ -625,6 +640,10 @@ impl Shard {
             ShardRequest::Group(request) => {
                 ShardResponse::Group(self.groups.call(self, request).await)
             }
+            ShardRequest::Txn(request) => ShardResponse::Txn(self.txns.call(self, request).await),
+            ShardRequest::WriteMarkers(markers) => {
+                ShardResponse::Markers(self.write_markers_local(markers).await)
+            }
         }
     }
 
@@ -647,7 +666,7 @@ impl Shard {
 
     /// Runs `local` on this shard's group and `remote` requests for the
     /// others concurrently, then merges results in request order.
-    async fn scatter<T, R: Default + Clone>(
+    pub(crate) async fn scatter<T, R: Default + Clone>(
         self: &Rc<Self>,
         items: Vec<T>,
         key: impl Fn(&T) -> (&str, i32),
@@ -770,7 +789,45 @@ impl Shard {
         part: &ProducePart,
         now: i64,
     ) -> Result<LocalAppend, ProduceResult> {
-        let Some(partition) = self.partition(&part.topic, part.partition) else {
+        self.append_with(acks, &part.topic, part.partition, part.records.len(), |p| {
+            p.append(&part.records, now)
+        })
+    }
+
+    /// Appends a transaction marker to a local partition now (acks=all,
+    /// as Kafka writes markers); the caller waits with
+    /// [`LocalAppend::wait`].
+    pub fn append_marker_local(
+        &self,
+        marker: &crate::messages::MarkerWrite,
+        now: i64,
+    ) -> Result<LocalAppend, ProduceResult> {
+        self.append_with(
+            -1,
+            &marker.topic,
+            marker.partition,
+            ringbroker_storage::txn::marker::MARKER_BATCH_LEN,
+            |p| {
+                p.append_marker(
+                    marker.producer_id,
+                    marker.producer_epoch,
+                    marker.coordinator_epoch,
+                    marker.commit,
+                    now,
+                )
+            },
+        )
+    }
+
+    fn append_with(
+        &self,
+        acks: i16,
+        topic: &str,
+        index: i32,
+        size: usize,
+        append: impl FnOnce(&Partition) -> Result<Appended, AppendError>,
+    ) -> Result<LocalAppend, ProduceResult> {
+        let Some(partition) = self.partition(topic, index) else {
             return Err(produce_error(
                 ErrorCode::UnknownTopicOrPartition,
                 "unknown partition",
@@ -783,7 +840,7 @@ impl Shard {
                 "this broker follows the partition",
             ));
         }
-        let appended = partition.append(&part.records, now);
+        let appended = append(&partition);
         let appended = {
             let mut log = partition.log.borrow_mut();
             if appended.is_ok() && acks == -1 {
@@ -793,10 +850,10 @@ impl Shard {
         };
         match appended {
             Ok((appended, log_start_offset)) => {
-                self.flusher.schedule(&partition, part.records.len());
+                self.flusher.schedule(&partition, size);
                 Ok(LocalAppend {
                     replicated: partition.leads_replicated(),
-                    min_insync: self.min_insync_replicas(&part.topic),
+                    min_insync: self.min_insync_replicas(topic),
                     partition,
                     last_offset: appended.last_offset,
                     result: ProduceResult {
@@ -839,6 +896,7 @@ impl Shard {
                 last_stable_offset: -1,
                 log_start_offset: -1,
                 records: None,
+                aborted_transactions: None,
             },
         )
         .await
@@ -858,6 +916,7 @@ impl Shard {
                     last_stable_offset: -1,
                     log_start_offset: -1,
                     records: None,
+                    aborted_transactions: None,
                 });
                 continue;
             };
@@ -872,21 +931,35 @@ impl Shard {
             // consumers read below the high watermark, followers up to the
             // log end.
             let high_watermark = partition.high_watermark();
+            let last_stable_offset = partition.last_stable_offset();
             let log = partition.log.borrow();
             let upper = if part.replica >= 0 {
                 log.log_end_offset()
+            } else if part.read_committed {
+                last_stable_offset
             } else {
                 high_watermark
             };
             let mut result = FetchResult {
                 error_code: 0,
                 high_watermark,
-                last_stable_offset: partition.last_stable_offset(),
+                last_stable_offset,
                 log_start_offset: log.log_start_offset(),
                 records: None,
+                aborted_transactions: None,
             };
             match log.plan_read(part.offset, part.max_bytes, upper) {
-                Ok(Some(plan)) => reads.push((i, plan)),
+                Ok(Some(plan)) => {
+                    if part.read_committed {
+                        result.aborted_transactions = Some(
+                            log.aborted_transactions(part.offset, upper)
+                                .into_iter()
+                                .map(|t| (t.producer_id, t.first_offset))
+                                .collect(),
+                        );
+                    }
+                    reads.push((i, plan))
+                }
                 Ok(None) => {}
                 Err(e) => result.error_code = read_error_code(&e).code(),
             }
@@ -910,6 +983,7 @@ impl Shard {
         parts: &[(String, i32, i64)],
         deadline: Instant,
         replica: bool,
+        read_committed: bool,
     ) {
         let waits: Vec<_> = parts
             .iter()
@@ -921,6 +995,8 @@ impl Shard {
                         .wait_until(deadline, |p| {
                             if replica {
                                 p.log.borrow().log_end_offset() > offset
+                            } else if read_committed {
+                                p.last_stable_offset() > offset
                             } else {
                                 p.high_watermark() > offset
                             }
@@ -946,6 +1022,7 @@ impl Shard {
         parts: Vec<(String, i32, i64)>,
         deadline: Instant,
         replica: bool,
+        read_committed: bool,
     ) {
         let groups = self.split_by_owner(parts, |p| (p.0.as_str(), p.1));
         let mut waits: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = Vec::new();
@@ -954,7 +1031,8 @@ impl Shard {
             if owner == self.id {
                 let this = self.clone();
                 waits.push(Box::pin(async move {
-                    this.wait_for_data_local(&parts, deadline, replica).await
+                    this.wait_for_data_local(&parts, deadline, replica, read_committed)
+                        .await
                 }));
             } else {
                 let this = self.clone();
@@ -965,6 +1043,7 @@ impl Shard {
                             parts,
                             deadline,
                             replica,
+                            read_committed,
                         },
                     )
                     .await;
@@ -1053,6 +1132,9 @@ impl Shard {
             };
             let log = partition.log.borrow();
             results.push(match part.timestamp {
+                -1 if part.read_committed => {
+                    answer(ErrorCode::None, (partition.last_stable_offset(), -1))
+                }
                 -1 => answer(ErrorCode::None, (partition.high_watermark(), -1)),
                 -2 | -4 => answer(ErrorCode::None, (log.log_start_offset(), -1)),
                 -3 => match log.plan_max_timestamp_lookup() {
@@ -1411,6 +1493,7 @@ impl Shard {
     async fn adopt_and_serve(self: &Rc<Self>, catalog: Arc<Catalog>) -> Option<String> {
         let failure = self.apply_catalog(catalog).await;
         self.groups.sync_leadership(self);
+        self.txns.sync_leadership(self);
         failure
     }
 

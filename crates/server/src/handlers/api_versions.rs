@@ -31,30 +31,49 @@ fn api_keys() -> Vec<ApiVersion> {
 const METADATA_VERSION: &str = "metadata.version";
 /// The metadata.version level ringbroker supports and finalizes: 7
 /// (3.3-IV3), the lowest level Kafka 4.x runs at. The later levels gate
-/// inter-broker and controller changes ringbroker does not implement. No
-/// other feature (kraft.version, transaction.version, group.version, ...)
-/// goes above level 0, so none is listed, as Kafka lists none at 0.
+/// inter-broker and controller changes ringbroker does not implement.
+/// Other features (kraft.version, group.version, ...) stay at level 0 and
+/// are not listed, as Kafka lists none at 0.
 const METADATA_VERSION_LEVEL: i16 = 7;
+/// Kafka's `transaction.version` feature name.
+const TRANSACTION_VERSION: &str = "transaction.version";
+/// transaction.version 1: the flexible `__transaction_state` records.
+/// Level 2 (KIP-890's server-side defence, with epoch bumps per
+/// transaction) is not implemented; clients seeing 1 use the classic
+/// protocol (AddPartitionsToTxn, EndTxn v4 and below).
+const TRANSACTION_VERSION_LEVEL: i16 = 1;
 
 /// Answers a supported ApiVersions request.
 pub fn handle(shard: &Shard, ctx: &Context) -> Result<Response, DispatchError> {
-    let supported = SupportedFeatureKey::default()
-        .with_name(str_bytes(METADATA_VERSION))
-        .with_min_version(METADATA_VERSION_LEVEL)
-        .with_max_version(METADATA_VERSION_LEVEL);
-    let finalized = FinalizedFeatureKey::default()
-        .with_name(str_bytes(METADATA_VERSION))
-        .with_min_version_level(METADATA_VERSION_LEVEL)
-        .with_max_version_level(METADATA_VERSION_LEVEL);
+    let supported = vec![
+        SupportedFeatureKey::default()
+            .with_name(str_bytes(METADATA_VERSION))
+            .with_min_version(METADATA_VERSION_LEVEL)
+            .with_max_version(METADATA_VERSION_LEVEL),
+        SupportedFeatureKey::default()
+            .with_name(str_bytes(TRANSACTION_VERSION))
+            .with_min_version(0)
+            .with_max_version(TRANSACTION_VERSION_LEVEL),
+    ];
+    let finalized = vec![
+        FinalizedFeatureKey::default()
+            .with_name(str_bytes(METADATA_VERSION))
+            .with_min_version_level(METADATA_VERSION_LEVEL)
+            .with_max_version_level(METADATA_VERSION_LEVEL),
+        FinalizedFeatureKey::default()
+            .with_name(str_bytes(TRANSACTION_VERSION))
+            .with_min_version_level(TRANSACTION_VERSION_LEVEL)
+            .with_max_version_level(TRANSACTION_VERSION_LEVEL),
+    ];
     // Kafka's epoch is the offset of the metadata image the features come
     // from; the catalog version is ringbroker's counterpart.
     let epoch = i64::try_from(shard.catalog().version).unwrap_or(i64::MAX);
     ctx.respond(
         &ApiVersionsResponse::default()
             .with_api_keys(api_keys())
-            .with_supported_features(vec![supported])
+            .with_supported_features(supported)
             .with_finalized_features_epoch(epoch)
-            .with_finalized_features(vec![finalized]),
+            .with_finalized_features(finalized),
     )
 }
 

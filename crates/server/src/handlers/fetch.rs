@@ -61,6 +61,7 @@ pub async fn handle(
     // A broker's follower fetch (replica id >= 0): only from the replicas
     // of the partition, served up to the log end.
     let replica = request.replica_id.0.max(-1);
+    let read_committed = replica < 0 && request.isolation_level == 1;
     let catalog = shard.catalog();
     let mut parts = Vec::new();
     let mut layout: Vec<TopicLayout> = Vec::new();
@@ -99,6 +100,7 @@ pub async fn handle(
                             .unwrap_or(0)
                             .min(max_bytes),
                         replica,
+                        read_committed,
                     });
                     Slot::Part(parts.len() - 1)
                 }
@@ -135,13 +137,15 @@ pub async fn handle(
             .map(|(part, result)| {
                 let seen = if replica >= 0 {
                     part.offset
+                } else if read_committed {
+                    part.offset.max(result.last_stable_offset)
                 } else {
                     part.offset.max(result.high_watermark)
                 };
                 (part.topic.clone(), part.partition, seen)
             })
             .collect();
-        let data = shard.wait_for_data(waits, deadline, replica >= 0);
+        let data = shard.wait_for_data(waits, deadline, replica >= 0, read_committed);
         let stopped = shard.stopped();
         futures::pin_mut!(data);
         futures::pin_mut!(stopped);
@@ -164,6 +168,7 @@ pub async fn handle(
                         last_stable_offset: -1,
                         log_start_offset: -1,
                         records: None,
+                        aborted_transactions: None,
                     },
                     Slot::Part(i) => {
                         let r = std::mem::take(&mut results[i]);
@@ -174,6 +179,7 @@ pub async fn handle(
                             last_stable_offset: r.last_stable_offset,
                             log_start_offset: r.log_start_offset,
                             records: r.records,
+                            aborted_transactions: r.aborted_transactions,
                         }
                     }
                 })

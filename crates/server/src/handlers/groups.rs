@@ -20,6 +20,7 @@ use super::{str_bytes, topic_name};
 use crate::acl::{authorized_operations_if, ResourceType};
 use crate::catalog::BrokerMeta;
 use crate::coordinator::OFFSETS_TOPIC;
+use crate::txn_coordinator::TXN_TOPIC;
 use crate::dispatch::{Context, DispatchError, Response};
 use crate::shard::Shard;
 
@@ -52,28 +53,41 @@ pub async fn find_coordinator(
         // Kafka); the client retries COORDINATOR_NOT_AVAILABLE meanwhile.
         shard.create_offsets_topic().await;
     }
+    if request.key_type == 1 {
+        // `__transaction_state` is created on first use, as Kafka does.
+        shard.create_txn_topic().await;
+    }
     let catalog = shard.catalog();
     // (error, message, broker) for one key.
     let answer = |key: &str| -> (ErrorCode, Option<&'static str>, Option<&BrokerMeta>) {
-        if request.key_type != 0 {
-            return (
-                ErrorCode::CoordinatorNotAvailable,
-                Some("only group coordinators are available"),
-                None,
-            );
-        }
-        if key.is_empty() {
-            return (ErrorCode::InvalidGroupId, Some("empty group id"), None);
-        }
-        let leader = catalog.topics.get(OFFSETS_TOPIC).and_then(|meta| {
-            let index = ringbroker_groups::partition_for(key, meta.partition_count());
-            meta.partition(index).map(|p| p.leader)
-        });
+        let leader = match request.key_type {
+            0 if key.is_empty() => {
+                return (ErrorCode::InvalidGroupId, Some("empty group id"), None);
+            }
+            0 => catalog.topics.get(OFFSETS_TOPIC).and_then(|meta| {
+                let index = ringbroker_groups::partition_for(key, meta.partition_count());
+                meta.partition(index).map(|p| p.leader)
+            }),
+            1 if key.is_empty() => {
+                return (ErrorCode::InvalidRequest, Some("empty transactional id"), None);
+            }
+            1 => catalog.topics.get(TXN_TOPIC).and_then(|meta| {
+                let index = ringbroker_txn::partition_for(key, meta.partition_count());
+                meta.partition(index).map(|p| p.leader)
+            }),
+            _ => {
+                return (
+                    ErrorCode::InvalidRequest,
+                    Some("unknown coordinator key type"),
+                    None,
+                );
+            }
+        };
         match leader.and_then(|id| catalog.brokers.get(&id)) {
             Some(broker) if !broker.fenced => (ErrorCode::None, None, Some(broker)),
             _ => (
                 ErrorCode::CoordinatorNotAvailable,
-                Some("the group's offsets partition has no leader"),
+                Some("the key's coordinator partition has no leader"),
                 None,
             ),
         }

@@ -51,6 +51,7 @@ pub async fn handle(
                             topic: name.to_string(),
                             partition: p.partition_index,
                             timestamp: p.timestamp,
+                            read_committed: request.isolation_level == 1,
                         });
                         Ok((parts.len() - 1, partition.leader_epoch))
                     }

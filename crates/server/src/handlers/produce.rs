@@ -47,8 +47,6 @@ pub async fn handle(
         for (p, data) in topic.partition_data.iter().enumerate() {
             let error = if !(acks == 0 || acks == 1 || acks == -1) {
                 Some(ErrorCode::InvalidRequiredAcks)
-            } else if request.transactional_id.is_some() {
-                Some(ErrorCode::TransactionalIdAuthorizationFailed)
             } else if meta.is_none_or(|m| m.partition(data.index).is_none()) {
                 Some(ErrorCode::UnknownTopicOrPartition)
             } else if meta
