@@ -85,7 +85,7 @@ export RINGBROKER_BIN="$ROOT/target/release/ringbroker"
 # shards (odd node ids) and one (even), see tests/e2e/cluster.py. The
 # second pass runs each durability scenario in one write mode (the modes
 # are covered in the first).
-CLUSTER_SUITES=(test_cluster.py test_replication.py test_netns.py test_rolling_restart.py)
+CLUSTER_SUITES=(test_cluster.py test_replication.py test_netns.py test_rolling_restart.py test_txn_cluster.py)
 phase "end-to-end tests, --shards 2 and clusters (real brokers, real clients)"
 # shellcheck disable=SC2086
 RINGBROKER_TEST_SHARDS=2 "$PYTHON" -m pytest -q -p no:cacheprovider --durations=12 tests/e2e ${PYTEST_ARGS:-}

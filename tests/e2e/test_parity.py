@@ -393,7 +393,7 @@ def test_api_versions_advertise_the_new_apis(broker):
     assert versions[24] == (0, 3), "AddPartitionsToTxn"
     assert versions[25] == (0, 4), "AddOffsetsToTxn"
     assert versions[26] == (0, 4), "EndTxn"
-    assert versions[27] == (0, 1), "WriteTxnMarkers"
+    assert versions[27] == (1, 1), "WriteTxnMarkers"
     assert versions[28] == (0, 4), "TxnOffsetCommit"
     assert versions[65] == (0, 0), "DescribeTransactions"
     assert versions[66] == (0, 1), "ListTransactions"

@@ -97,7 +97,7 @@ api_registry! {
     AddPartitionsToTxn(AddPartitionsToTxnRequest), 0, 3;
     AddOffsetsToTxn(AddOffsetsToTxnRequest), 0, 4;
     EndTxn(EndTxnRequest), 0, 4;
-    WriteTxnMarkers(WriteTxnMarkersRequest), 0, 1;
+    WriteTxnMarkers(WriteTxnMarkersRequest), 1, 1;
     DescribeTransactions(DescribeTransactionsRequest), 0, 0;
     ListTransactions(ListTransactionsRequest), 0, 1;
 }

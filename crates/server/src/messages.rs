@@ -129,8 +129,25 @@ pub type PartitionKey = (String, i32);
 pub struct ProducersResult {
     /// Kafka error code (0 = none).
     pub error_code: i16,
-    /// (producer id, epoch, last sequence, offset of its last record).
-    pub producers: Vec<(i64, i16, i32, i64)>,
+    /// The producers.
+    pub producers: Vec<ProducerInfo>,
+}
+
+/// One producer of a partition (DescribeProducers).
+#[derive(Clone, Debug, Default)]
+pub struct ProducerInfo {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+    /// Its last sequence.
+    pub last_sequence: i32,
+    /// Offset of its last record.
+    pub last_offset: i64,
+    /// Epoch of the coordinator that wrote its last marker (-1: none).
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction (-1: none).
+    pub txn_start_offset: i64,
 }
 
 /// Metadata changes, executed by shard 0 one at a time.

@@ -1362,10 +1362,30 @@ impl Shard {
         parts
             .iter()
             .map(|(topic, p)| match self.partition(topic, *p) {
-                Some(partition) => ProducersResult {
-                    error_code: 0,
-                    producers: partition.log.borrow().producers().active(),
-                },
+                Some(partition) => {
+                    let log = partition.log.borrow();
+                    let tracker = log.txns().tracker();
+                    let producers = log
+                        .producers()
+                        .active()
+                        .into_iter()
+                        .map(|(id, epoch, sequence, offset)| {
+                            let txn = tracker.producer(id);
+                            crate::messages::ProducerInfo {
+                                producer_id: id,
+                                epoch,
+                                last_sequence: sequence,
+                                last_offset: offset,
+                                coordinator_epoch: txn.map_or(-1, |t| t.coordinator_epoch),
+                                txn_start_offset: txn.and_then(|t| t.open_since).unwrap_or(-1),
+                            }
+                        })
+                        .collect();
+                    ProducersResult {
+                        error_code: 0,
+                        producers,
+                    }
+                }
                 None => ProducersResult {
                     error_code: ErrorCode::UnknownTopicOrPartition.code(),
                     producers: Vec::new(),
