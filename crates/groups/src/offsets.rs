@@ -69,10 +69,7 @@ type Accepted = Vec<((String, i32), CommittedOffset)>;
 
 /// The per-partition answer to the offsets of a commit (an error set by
 /// the handler, or metadata too large), and the offsets accepted.
-fn accept_offsets(
-    offsets: Vec<OffsetCommit>,
-    ctx: &Ctx,
-) -> (Vec<ErrorCode>, Accepted) {
+fn accept_offsets(offsets: Vec<OffsetCommit>, ctx: &Ctx) -> (Vec<ErrorCode>, Accepted) {
     let mut codes = Vec::with_capacity(offsets.len());
     let mut accepted = Vec::new();
     for o in offsets {

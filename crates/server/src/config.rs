@@ -1542,8 +1542,7 @@ impl Builder {
                 c.txn_abort_check_interval_ms = parse_u64_range(key, value, 1, i32::MAX as u64)?
             }
             "transaction.remove.expired.transaction.cleanup.interval.ms" => {
-                c.txn_remove_expired_interval_ms =
-                    parse_u64_range(key, value, 1, i32::MAX as u64)?
+                c.txn_remove_expired_interval_ms = parse_u64_range(key, value, 1, i32::MAX as u64)?
             }
             "offsets.retention.minutes" => {
                 c.offsets_retention_minutes = parse_u64_range(key, value, 1, i64::MAX as u64)?

@@ -335,7 +335,9 @@ pub async fn dispatch(shard: &Rc<Shard>, body: Bytes, client_host: &str) -> Resp
             handlers::reassignments::alter(shard, &ctx, r).await
         }
         Request::ListPartitionReassignments(r) => handlers::reassignments::list(shard, &ctx, r),
-        Request::AddPartitionsToTxn(r) => handlers::transactions::add_partitions(shard, &ctx, r).await,
+        Request::AddPartitionsToTxn(r) => {
+            handlers::transactions::add_partitions(shard, &ctx, r).await
+        }
         Request::AddOffsetsToTxn(r) => handlers::transactions::add_offsets(shard, &ctx, r).await,
         Request::EndTxn(r) => handlers::transactions::end_txn(shard, &ctx, r).await,
         Request::WriteTxnMarkers(r) => handlers::transactions::write_markers(shard, &ctx, r).await,

@@ -111,4 +111,3 @@ impl Connection {
         Resp::decode(&mut body, version).map_err(|e| format!("decode: {e}"))
     }
 }
-

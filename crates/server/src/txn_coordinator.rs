@@ -60,7 +60,11 @@ const LOAD_CHUNK_BYTES: usize = 8 << 20;
 const WRITE_MARKERS_VERSION: i16 = 1;
 
 /// The coordinator settings of a broker.
-pub fn txn_config(config: &BrokerConfig, state_partitions: i32, offsets_partitions: i32) -> TxnConfig {
+pub fn txn_config(
+    config: &BrokerConfig,
+    state_partitions: i32,
+    offsets_partitions: i32,
+) -> TxnConfig {
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     TxnConfig {
         state_partitions: state_partitions.max(1),
@@ -239,7 +243,9 @@ impl TxnCoordinator {
                 );
                 ErrorCode::from_code(failed.error_code).unwrap_or(ErrorCode::UnknownServerError)
             });
-            shard.txns.step(&shard, Event::AppendCompleted { id, result });
+            shard
+                .txns
+                .step(&shard, Event::AppendCompleted { id, result });
         })
         .detach();
     }
@@ -258,12 +264,7 @@ impl TxnCoordinator {
                 .filter(|p| p.leader == me)
                 .map(|p| p.leader_epoch)
         };
-        let loaded: Vec<(i32, i32)> = self
-            .loaded
-            .borrow()
-            .iter()
-            .map(|(p, e)| (*p, *e))
-            .collect();
+        let loaded: Vec<(i32, i32)> = self.loaded.borrow().iter().map(|(p, e)| (*p, *e)).collect();
         for (index, epoch) in loaded {
             if epoch_if_leading(index) != Some(epoch) {
                 self.loaded.borrow_mut().remove(&index);
@@ -322,7 +323,9 @@ impl TxnCoordinator {
                 .read(offset, LOAD_CHUNK_BYTES)
                 .map_err(|e| format!("reading offset {offset}: {e:?}"))?;
             let Some(slice) = slice else {
-                return Err(format!("no data at offset {offset} below the log end {end}"));
+                return Err(format!(
+                    "no data at offset {offset} below the log end {end}"
+                ));
             };
             let bytes = slice
                 .read_to_vec()
@@ -440,7 +443,9 @@ async fn send_markers(
                 );
             }
         }
-        shard.txns.step(shard, Event::MarkersWritten { id, results });
+        shard
+            .txns
+            .step(shard, Event::MarkersWritten { id, results });
     }
 }
 
@@ -499,23 +504,27 @@ async fn write_remote(
     };
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in partitions {
-        topics.entry(tp.topic.as_str()).or_default().push(tp.partition);
+        topics
+            .entry(tp.topic.as_str())
+            .or_default()
+            .push(tp.partition);
     }
-    let request = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
-        .with_producer_id(ProducerId(marker.producer_id))
-        .with_producer_epoch(marker.producer_epoch)
-        .with_transaction_result(marker.result == TxnResult::Commit)
-        .with_coordinator_epoch(marker.coordinator_epoch)
-        .with_topics(
-            topics
-                .iter()
-                .map(|(name, indexes)| {
-                    WritableTxnMarkerTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(name.to_string())))
-                        .with_partition_indexes(indexes.clone())
-                })
-                .collect(),
-        )]);
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(marker.producer_id))
+            .with_producer_epoch(marker.producer_epoch)
+            .with_transaction_result(marker.result == TxnResult::Commit)
+            .with_coordinator_epoch(marker.coordinator_epoch)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(name, indexes)| {
+                        WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                            .with_partition_indexes(indexes.clone())
+                    })
+                    .collect(),
+            )]);
     let mut connection = match shard.txns.take_peer(leader) {
         Some(c) => c,
         None => match crate::peer::connect(&host, port, "ringbroker-txn-markers").await {

@@ -20,9 +20,9 @@ use super::{str_bytes, topic_name};
 use crate::acl::{authorized_operations_if, ResourceType};
 use crate::catalog::BrokerMeta;
 use crate::coordinator::OFFSETS_TOPIC;
-use crate::txn_coordinator::TXN_TOPIC;
 use crate::dispatch::{Context, DispatchError, Response};
 use crate::shard::Shard;
+use crate::txn_coordinator::TXN_TOPIC;
 
 fn group_id(g: &GroupId) -> String {
     g.0.to_string()
@@ -69,7 +69,11 @@ pub async fn find_coordinator(
                 meta.partition(index).map(|p| p.leader)
             }),
             1 if key.is_empty() => {
-                return (ErrorCode::InvalidRequest, Some("empty transactional id"), None);
+                return (
+                    ErrorCode::InvalidRequest,
+                    Some("empty transactional id"),
+                    None,
+                );
             }
             1 => catalog.topics.get(TXN_TOPIC).and_then(|meta| {
                 let index = ringbroker_txn::partition_for(key, meta.partition_count());

@@ -295,9 +295,7 @@ pub async fn list(
                     .into_iter()
                     .map(|t| {
                         ListedState::default()
-                            .with_transactional_id(TransactionalId(str_bytes(
-                                &t.transactional_id,
-                            )))
+                            .with_transactional_id(TransactionalId(str_bytes(&t.transactional_id)))
                             .with_producer_id(ProducerId(t.producer_id))
                             .with_transaction_state(str_bytes(t.state))
                     })
