@@ -390,6 +390,88 @@ def test_kill9_right_after_commit_keeps_the_whole_transaction(broker):
 
 
 # ---------------------------------------------------------------------------
+# 6b. Offsets sent to a transaction: pending until the transaction ends,
+# then committed (COMMIT) or dropped (ABORT); a plain commit keeps working.
+
+def committed_offsets(bootstrap, group, tps):
+    """The group's committed offsets, without waiting for pending
+    transactional ones (a read_committed consumer asks with require_stable
+    and waits while a transaction holds offsets: UNSTABLE_OFFSET_COMMIT)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                  "isolation.level": "read_uncommitted"})
+    try:
+        got = c.committed([TopicPartition(t, p) for t, p in tps], timeout=30)
+    finally:
+        c.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in got}
+
+
+def test_transactional_offsets_apply_only_on_commit(broker):
+    T.create_topics(broker.bootstrap, {"txoff": 2})
+    tps = [("txoff", 0), ("txoff", 1)]
+    group = "txoff-group"
+    # A consumer of the group, assigned (no membership: generation -1).
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(t, p) for t, p in tps])
+        c.commit(offsets=[TopicPartition(t, p, 1) for t, p in tps], asynchronous=False)
+        meta = c.consumer_group_metadata()
+        p = T.transactional_producer(broker.bootstrap, "tx-offsets")
+        unset = {tp: 1 for tp in tps}
+
+        # Aborted: the offsets never become the group's.
+        p.begin_transaction()
+        T.send(p, {tps[0]: ["a"]})
+        p.send_offsets_to_transaction([TopicPartition(t, q, 10) for t, q in tps], meta, T.END_TIMEOUT_S)
+        assert committed_offsets(broker.bootstrap, group, tps) == unset, "pending offsets visible"
+        p.abort_transaction(T.END_TIMEOUT_S)
+        assert committed_offsets(broker.bootstrap, group, tps) == unset, "aborted offsets applied"
+
+        # Committed: visible once the transaction commits, not before.
+        p.begin_transaction()
+        T.send(p, {tps[1]: ["b"]})
+        p.send_offsets_to_transaction([TopicPartition(t, q, 20 + q) for t, q in tps], meta, T.END_TIMEOUT_S)
+        assert committed_offsets(broker.bootstrap, group, tps) == unset, "pending offsets visible"
+        # A read_committed consumer's fetch of committed offsets
+        # (require_stable) is held off while the transaction is open.
+        stable = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                           "isolation.level": "read_committed", "enable.auto.commit": False})
+        try:
+            with pytest.raises(KafkaException) as held:
+                stable.committed([TopicPartition(t, q) for t, q in tps], timeout=2)
+            assert held.value.args[0].code() == KafkaError._TIMED_OUT, held.value
+        finally:
+            stable.close()
+        p.commit_transaction(T.END_TIMEOUT_S)
+        want = {("txoff", 0): 20, ("txoff", 1): 21}
+        wait_for(lambda: committed_offsets(broker.bootstrap, group, tps) == want, 30,
+                 "the committed transaction's offsets")
+        # Nothing pending any more: the read_committed fetch answers.
+        stable = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                           "isolation.level": "read_committed", "enable.auto.commit": False})
+        try:
+            got = stable.committed([TopicPartition(t, q) for t, q in tps], timeout=10)
+            assert {(tp.topic, tp.partition): tp.offset for tp in got} == want
+        finally:
+            stable.close()
+
+        # They survive a restart (replayed from __consumer_offsets with the
+        # marker), and a plain commit afterwards wins.
+        broker.kill9()
+        broker.start()
+        assert committed_offsets(broker.bootstrap, group, tps) == want
+        c2 = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+        try:
+            c2.assign([TopicPartition(t, q) for t, q in tps])
+            c2.commit(offsets=[TopicPartition("txoff", 0, 30)], asynchronous=False)
+        finally:
+            c2.close()
+        assert committed_offsets(broker.bootstrap, group, tps) == {("txoff", 0): 30, ("txoff", 1): 21}
+    finally:
+        c.close()
+
+
+# ---------------------------------------------------------------------------
 # 7. Java consume-transform-produce, the JVM killed -9 twice.
 
 @pytest.fixture(scope="module")
