@@ -83,9 +83,7 @@ pub struct GroupCoordinator {
     waiting: RefCell<HashMap<RequestId, oneshot::Sender<Reply>>>,
     next_request: Cell<u64>,
     /// When to deliver the next Timer event.
-    timer_at: Cell<Option<i64>>,
-    /// Fired when `timer_at` moves earlier.
-    timer_moved: event_listener::Event,
+    timer: Timer,
 }
 
 impl GroupCoordinator {
@@ -100,8 +98,7 @@ impl GroupCoordinator {
             machine: RefCell::new(Coordinator::new(config, seed)?),
             waiting: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
-            timer_at: Cell::new(None),
-            timer_moved: event_listener::Event::new(),
+            timer: Timer::default(),
         })
     }
 
@@ -129,8 +126,7 @@ impl GroupCoordinator {
                     producer,
                 } => self.append(shard, id, partition, records, producer),
                 Effect::ArmTimer { at_ms } => {
-                    self.timer_at.set(Some(at_ms));
-                    self.timer_moved.notify(usize::MAX);
+                    self.timer.arm(at_ms);
                 }
             }
         }
@@ -264,41 +260,16 @@ impl GroupCoordinator {
         }
     }
 
-    /// Reads a partition from its start to its log end and replays
-    /// it. A read or decode error is returned, never skipped.
+    /// Reads a partition from its start to its log end and replays it.
     fn replay(
         &self,
         shard: &Rc<Shard>,
         p: &ringbroker_storage::partition::Partition,
         partition: OffsetsPartition,
     ) -> Result<(), String> {
-        let (mut offset, end) = {
-            let log = p.log.borrow();
-            // To the log end: a new leader's high watermark can trail
-            // what the previous leader acknowledged (it learns it with
-            // the next fetch), and a leader never loses what it holds.
-            (log.log_start_offset(), log.log_end_offset())
-        };
-        while offset < end {
-            let slice = p
-                .log
-                .borrow()
-                .read(offset, LOAD_CHUNK_BYTES)
-                .map_err(|e| format!("reading offset {offset}: {e:?}"))?;
-            let Some(slice) = slice else {
-                return Err(format!(
-                    "no data at offset {offset} below the high watermark {end}"
-                ));
-            };
-            let bytes = slice
-                .read_to_vec()
-                .map_err(|e| format!("reading offset {offset}: {e}"))?;
-            let chunk = ringbroker_groups::loading::decode_chunk(&bytes)
+        replay_log(p, |bytes, offset| {
+            let chunk = ringbroker_groups::loading::decode_chunk(bytes)
                 .map_err(|e| format!("at offset {offset}: {e}"))?;
-            if chunk.next_offset <= offset {
-                return Err(format!("no progress at offset {offset}"));
-            }
-            offset = chunk.next_offset;
             self.step(
                 shard,
                 Event::Replay {
@@ -306,8 +277,8 @@ impl GroupCoordinator {
                     entries: chunk.entries,
                 },
             );
-        }
-        Ok(())
+            Ok(chunk.next_offset)
+        })
     }
 
     /// Unloads every partition (shutdown): waiting requests are answered.
@@ -321,32 +292,93 @@ impl GroupCoordinator {
 
 /// Delivers the coordinator's timer events until the shard stops.
 pub async fn run_timers(shard: Rc<Shard>) {
-    let groups = &shard.groups;
-    loop {
-        let moved = groups.timer_moved.listen();
-        if shard.is_stopping() {
-            return;
-        }
-        match groups.timer_at.get() {
-            Some(at) if at <= now_ms() => {
-                groups.timer_at.set(None);
-                groups.step(&shard, Event::Timer);
+    shard
+        .groups
+        .timer
+        .run(&shard, || shard.groups.step(&shard, Event::Timer))
+        .await;
+}
+
+/// The one deadline a coordinator state machine asked for.
+#[derive(Default)]
+pub struct Timer {
+    at: Cell<Option<i64>>,
+    /// Fired when `at` changes.
+    moved: event_listener::Event,
+}
+
+impl Timer {
+    /// Replaces the deadline (ms).
+    pub fn arm(&self, at_ms: i64) {
+        self.at.set(Some(at_ms));
+        self.moved.notify(usize::MAX);
+    }
+
+    /// Calls `fire` at each deadline until the shard stops.
+    pub async fn run(&self, shard: &Shard, fire: impl Fn()) {
+        loop {
+            let moved = self.moved.listen();
+            if shard.is_stopping() {
+                return;
             }
-            Some(at) => {
-                let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
-                let sleep = glommio::timer::sleep(wait);
-                futures::pin_mut!(sleep);
-                let stop = shard.stopped();
-                futures::pin_mut!(stop);
-                futures::future::select(moved, futures::future::select(sleep, stop)).await;
-            }
-            None => {
-                let stop = shard.stopped();
-                futures::pin_mut!(stop);
-                futures::future::select(moved, stop).await;
+            match self.at.get() {
+                Some(at) if at <= now_ms() => {
+                    self.at.set(None);
+                    fire();
+                }
+                Some(at) => {
+                    let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+                    let sleep = glommio::timer::sleep(wait);
+                    futures::pin_mut!(sleep);
+                    let stop = shard.stopped();
+                    futures::pin_mut!(stop);
+                    futures::future::select(moved, futures::future::select(sleep, stop)).await;
+                }
+                None => {
+                    let stop = shard.stopped();
+                    futures::pin_mut!(stop);
+                    futures::future::select(moved, stop).await;
+                }
             }
         }
     }
+}
+
+/// Reads a partition from its start to its log end in chunks (an internal
+/// topic being loaded: to the log end, since a new leader's high watermark
+/// can trail what the previous leader acknowledged, and a leader never
+/// loses what it holds); `replay` decodes a chunk read at an offset and
+/// returns where the next one starts. A read error, a gap or a chunk that
+/// makes no progress is an error, never skipped.
+pub fn replay_log(
+    p: &ringbroker_storage::partition::Partition,
+    mut replay: impl FnMut(&[u8], i64) -> Result<i64, String>,
+) -> Result<(), String> {
+    let (mut offset, end) = {
+        let log = p.log.borrow();
+        (log.log_start_offset(), log.log_end_offset())
+    };
+    while offset < end {
+        let slice = p
+            .log
+            .borrow()
+            .read(offset, LOAD_CHUNK_BYTES)
+            .map_err(|e| format!("reading offset {offset}: {e:?}"))?;
+        let Some(slice) = slice else {
+            return Err(format!(
+                "no data at offset {offset} below the log end {end}"
+            ));
+        };
+        let bytes = slice
+            .read_to_vec()
+            .map_err(|e| format!("reading offset {offset}: {e}"))?;
+        let next = replay(&bytes, offset)?;
+        if next <= offset {
+            return Err(format!("no progress at offset {offset}"));
+        }
+        offset = next;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ use ringbroker_txn::{
 };
 
 use crate::config::BrokerConfig;
+use crate::coordinator::{replay_log, Timer};
 use crate::messages::{MarkerWrite, ProducePart, ShardRequest, ShardResponse};
 use crate::shard::{now_ms, Shard};
 
@@ -54,8 +55,6 @@ pub const TXN_TOPIC: &str = "__transaction_state";
 const PERSIST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long this broker's own markers may take to be acknowledged.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bytes read from a state partition at a time while loading.
-const LOAD_CHUNK_BYTES: usize = 8 << 20;
 /// The WriteTxnMarkers version sent to other brokers.
 const WRITE_MARKERS_VERSION: i16 = 1;
 
@@ -123,9 +122,7 @@ pub struct TxnCoordinator {
     /// The leader epoch each loaded partition was loaded at.
     loaded: RefCell<HashMap<i32, i32>>,
     /// When to deliver the next Timer event.
-    timer_at: Cell<Option<i64>>,
-    /// Fired when `timer_at` moves earlier.
-    timer_moved: event_listener::Event,
+    timer: Timer,
     /// Connections to other brokers for markers, by broker id (taken out
     /// while in use).
     peers: RefCell<HashMap<i32, crate::peer::Connection>>,
@@ -139,8 +136,7 @@ impl TxnCoordinator {
             waiting: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
             loaded: RefCell::new(HashMap::new()),
-            timer_at: Cell::new(None),
-            timer_moved: event_listener::Event::new(),
+            timer: Timer::default(),
             peers: RefCell::new(HashMap::new()),
         })
     }
@@ -196,8 +192,7 @@ impl TxnCoordinator {
                     .detach();
                 }
                 Effect::ArmTimer { at_ms } => {
-                    self.timer_at.set(Some(at_ms));
-                    self.timer_moved.notify(usize::MAX);
+                    self.timer.arm(at_ms);
                 }
             }
         }
@@ -312,29 +307,9 @@ impl TxnCoordinator {
         p: &ringbroker_storage::partition::Partition,
         partition: TxnPartition,
     ) -> Result<(), String> {
-        let (mut offset, end) = {
-            let log = p.log.borrow();
-            (log.log_start_offset(), log.log_end_offset())
-        };
-        while offset < end {
-            let slice = p
-                .log
-                .borrow()
-                .read(offset, LOAD_CHUNK_BYTES)
-                .map_err(|e| format!("reading offset {offset}: {e:?}"))?;
-            let Some(slice) = slice else {
-                return Err(format!(
-                    "no data at offset {offset} below the log end {end}"
-                ));
-            };
-            let bytes = slice
-                .read_to_vec()
-                .map_err(|e| format!("reading offset {offset}: {e}"))?;
-            let chunk = ringbroker_txn::loading::decode_chunk(&bytes)
+        replay_log(p, |bytes, offset| {
+            let chunk = ringbroker_txn::loading::decode_chunk(bytes)
                 .map_err(|e| format!("at offset {offset}: {e}"))?;
-            if chunk.next_offset <= offset {
-                return Err(format!("no progress at offset {offset}"));
-            }
             if chunk.skipped > 0 {
                 log::warn!(
                     "{TXN_TOPIC}-{}: skipped {} records that do not decode near offset {offset}",
@@ -342,7 +317,6 @@ impl TxnCoordinator {
                     chunk.skipped
                 );
             }
-            offset = chunk.next_offset;
             self.step(
                 shard,
                 Event::Replay {
@@ -350,8 +324,8 @@ impl TxnCoordinator {
                     entries: chunk.entries,
                 },
             );
-        }
-        Ok(())
+            Ok(chunk.next_offset)
+        })
     }
 
     /// Unloads every partition (shutdown): waiting requests are answered.
@@ -714,30 +688,9 @@ impl Shard {
 
 /// Delivers the coordinator's timer events until the shard stops.
 pub async fn run_timers(shard: Rc<Shard>) {
-    let txns = &shard.txns;
-    loop {
-        let moved = txns.timer_moved.listen();
-        if shard.is_stopping() {
-            return;
-        }
-        match txns.timer_at.get() {
-            Some(at) if at <= now_ms() => {
-                txns.timer_at.set(None);
-                txns.step(&shard, Event::Timer);
-            }
-            Some(at) => {
-                let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
-                let sleep = glommio::timer::sleep(wait);
-                futures::pin_mut!(sleep);
-                let stop = shard.stopped();
-                futures::pin_mut!(stop);
-                futures::future::select(moved, futures::future::select(sleep, stop)).await;
-            }
-            None => {
-                let stop = shard.stopped();
-                futures::pin_mut!(stop);
-                futures::future::select(moved, stop).await;
-            }
-        }
-    }
+    shard
+        .txns
+        .timer
+        .run(&shard, || shard.txns.step(&shard, Event::Timer))
+        .await;
 }
