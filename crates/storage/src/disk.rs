@@ -76,9 +76,10 @@ pub trait Disk: Send + Sync + 'static {
     /// syncfs(2) of the filesystem holding `fs`. Blocking.
     fn syncfs(&self, fs: &File) -> io::Result<()>;
     /// The last step of sealing a rolled segment: writes its small `files`
-    /// (time index, index, producer snapshot), each durable before the
-    /// next, then fsyncs `dir` so the new segment's entry is durable. On the
-    /// shard's blocking pool.
+    /// (transaction index and snapshot, time index, index, producer
+    /// snapshot), each durable before the next (one that already holds its
+    /// bytes is synced, not rewritten), then fsyncs `dir` so the new
+    /// segment's entry is durable. On the shard's blocking pool.
     fn seal_files(
         self: Arc<Self>,
         files: Vec<(PathBuf, Vec<u8>)>,
@@ -166,14 +167,37 @@ impl Disk for OsDisk {
     }
 }
 
-/// [`Disk::seal_files`]'s work, blocking.
+/// [`Disk::seal_files`]'s work, blocking. A file that already holds
+/// exactly its bytes (the segment's index files from a clean stop, when
+/// nothing was appended since) is synced rather than rewritten: a rewrite
+/// truncates it first, and a crash during it could tear a file the
+/// segment's other files already vouch for.
 pub(crate) fn write_then_sync_dir<D: Disk + ?Sized>(
     disk: &D,
     files: &[(PathBuf, Vec<u8>)],
     dir: &Path,
 ) -> crate::Result<()> {
-    disk.write_files(files, true)
-        .map_err(|e| StorageError::at(Op::WriteFiles, dir, e))?;
+    for (path, bytes) in files {
+        match holding(path, bytes) {
+            Some(file) => disk
+                .sync_file(path, &file)
+                .map_err(|e| StorageError::at(Op::SyncFile, path, e))?,
+            None => disk
+                .write_files(&[(path.clone(), bytes.clone())], true)
+                .map_err(|e| StorageError::at(Op::WriteFiles, dir, e))?,
+        }
+    }
     disk.sync_dir(dir)
         .map_err(|e| StorageError::at(Op::SyncDir, dir, e))
+}
+
+/// The file at `path`, open, when it holds exactly `bytes`.
+fn holding(path: &Path, bytes: &[u8]) -> Option<File> {
+    let file = File::open(path).ok()?;
+    if file.metadata().ok()?.len() != bytes.len() as u64 {
+        return None;
+    }
+    let mut held = vec![0u8; bytes.len()];
+    file.read_exact_at(&mut held, 0).ok()?;
+    (held == bytes).then_some(file)
 }

@@ -1739,13 +1739,22 @@ fn open_sealed(
 
 /// True when index files found at startup describe the sealed `segment`:
 /// the batches after the last offset-index entry are whole and valid, end
-/// exactly at the file's end and below the next segment's base, and none
-/// is newer than the time index's newest entry. Files written at an
-/// earlier shutdown, when the segment was shorter (a crash then stopped the
-/// seal that rewrites them), or torn ones fail this. The seal writes the
-/// time index durably before the offset index, so a current offset index
-/// implies a current time index. Reads at most an index interval and a
-/// batch in the normal case.
+/// exactly at the file's end and below the next segment's base, none is
+/// newer than the time index's newest entry, and that entry names a batch
+/// of the segment (its last offset) carrying exactly its timestamp. Files
+/// written at an earlier shutdown, when the segment was shorter (a crash
+/// then stopped the seal that rewrites them), or torn ones fail this.
+///
+/// The seal writes the time index durably before the offset index, but a
+/// current offset index does not prove the time index current: the seal
+/// rewrites in place files an earlier clean stop already wrote (the
+/// segment was active then), and a crash during the time index's rewrite
+/// can leave it torn — new bytes up to the tear, zeros after it, at the old
+/// length — next to the shutdown's offset index, which still describes the
+/// data when nothing was appended since. Such a file can decode as a newest
+/// entry with the right timestamp and a cut (zeroed) relative offset, so
+/// the entry itself is checked against the data. Reads at most an index
+/// interval and a batch or two in the normal case.
 fn indexes_describe(
     segment: &Segment,
     next_base: i64,
@@ -1756,7 +1765,7 @@ fn indexes_describe(
     if segment.size == 0 {
         return Ok(true);
     }
-    let Some((newest_timestamp, _)) = time_index.max_timestamp() else {
+    let Some((newest_timestamp, newest_offset)) = time_index.max_timestamp() else {
         return Ok(false);
     };
     let (tail_offset, tail_start) = index.last_entry().unwrap_or((segment.base_offset, 0));
@@ -1766,12 +1775,58 @@ fn indexes_describe(
         config.index_interval_bytes,
         u64::from(tail_start),
     )?;
-    Ok(tail.valid_len == segment.size
+    if !(tail.valid_len == segment.size
         && tail.first_offset == Some(tail_offset)
         && tail.next_offset <= next_base
         && tail
             .max_timestamp
             .is_none_or(|(ts, _)| ts <= newest_timestamp))
+    {
+        return Ok(false);
+    }
+    if newest_offset >= tail_offset {
+        // The newest entry is in the tail just scanned: the first batch
+        // there to reach the newest timestamp is the one it names.
+        return Ok(tail.max_timestamp == Some((newest_timestamp, newest_offset)));
+    }
+    let (_, from) = index.lookup(newest_offset);
+    batch_ends_with(
+        segment,
+        u64::from(from),
+        u64::from(tail_start),
+        newest_offset,
+        newest_timestamp,
+    )
+}
+
+/// True when, walking the batch headers of the sealed `segment` from byte
+/// `from` (a batch start) to byte `until`, a batch ends exactly at
+/// `last_offset` with the max timestamp `max_timestamp` (a time index
+/// entry checked against the data).
+fn batch_ends_with(
+    segment: &Segment,
+    from: u64,
+    until: u64,
+    last_offset: i64,
+    max_timestamp: i64,
+) -> io::Result<bool> {
+    let mut position = from;
+    let mut header = [0u8; BATCH_HEADER_LEN];
+    while position < until && until - position >= BATCH_HEADER_LEN as u64 {
+        segment.read_file.read_exact_at(&mut header, position)?;
+        let Ok(parsed) = batch::parse_header(&header) else {
+            return Ok(false);
+        };
+        let total = parsed.total_len() as u64;
+        if parsed.base_offset > last_offset || total < BATCH_HEADER_LEN as u64 {
+            return Ok(false);
+        }
+        if parsed.last_offset() >= last_offset {
+            return Ok(parsed.last_offset() == last_offset && parsed.max_timestamp == max_timestamp);
+        }
+        position += total;
+    }
+    Ok(false)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -2730,6 +2785,54 @@ mod tests {
             assert_eq!(partition.high_watermark(), 3);
             partition.follow_log_end();
             assert_eq!(partition.high_watermark(), 6);
+        });
+    }
+
+    /// Regression: a seal rewriting a time index a clean stop had written,
+    /// torn by a crash (new bytes up to the tear, zeros after it, at the
+    /// old length), decoded as a newest entry with the right timestamp and
+    /// a zeroed relative offset; the offset index vouched for it and it
+    /// was trusted. It is checked against the data and rebuilt.
+    #[test]
+    fn a_torn_time_index_entry_of_a_sealed_segment_is_not_trusted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t-0");
+        // A batch per segment: one time index entry each.
+        let config = LogConfig {
+            segment_bytes: 50,
+            index_interval_bytes: 1 << 20,
+            ..LogConfig::default()
+        };
+        on_executor(move || async move {
+            let expected = {
+                let log = PartitionLog::open(&path, config.clone(), 0).expect("open");
+                let partition = Rc::new(Partition::new("t".into(), 0, log));
+                let flusher = Rc::new(Flusher::new());
+                for i in 0..3i64 {
+                    let values: [&[u8]; 3] = [b"aaaaaaaaaaaaaaaaaaaa"; 3];
+                    partition
+                        .log
+                        .borrow_mut()
+                        .append(&batch(&values, 1000 + i * 10), 5, 0)
+                        .expect("append");
+                }
+                partition.log.borrow_mut().request_sync();
+                flush(&flusher, &partition).await;
+                let log = partition.log.borrow();
+                assert!(log.segment_count() >= 2, "rolled");
+                let first = &log.segments[0];
+                (first.time_index.max_timestamp(), first.index_paths().1)
+            };
+            let (Some((ts, last)), time_path) = expected else {
+                panic!("the sealed segment has a time index entry");
+            };
+            assert!(last > 0);
+            let mut bytes = fs::read(&time_path).expect("time index");
+            let n = bytes.len();
+            bytes[n - 4..].fill(0);
+            fs::write(&time_path, &bytes).expect("tear");
+            let log = PartitionLog::open(&path, config, 0).expect("reopen");
+            assert_eq!(log.segments[0].time_index.max_timestamp(), Some((ts, last)));
         });
     }
 
