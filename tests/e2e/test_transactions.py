@@ -277,6 +277,19 @@ def test_aiokafka_transaction_context(broker):
 # ---------------------------------------------------------------------------
 # 5. The coordinator aborts a transaction past its timeout.
 
+def test_transaction_timeout_is_bounded_by_the_broker(broker):
+    """transaction.timeout.ms above transaction.max.timeout.ms (900000 by
+    default) is refused: INVALID_TRANSACTION_TIMEOUT, fatal for the
+    producer; at the bound it is accepted."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "tx-too-long",
+                  "transaction.timeout.ms": 900_001})
+    with pytest.raises(KafkaException) as refused:
+        p.init_transactions(T.INIT_TIMEOUT_S)
+    assert refused.value.args[0].code() == KafkaError.INVALID_TRANSACTION_TIMEOUT, refused.value
+    T.transactional_producer(broker.bootstrap, "tx-longest", **{"transaction.timeout.ms": 900_000})
+
+
 def test_timed_out_transaction_is_aborted_by_the_broker(broker):
     topics = {"txtimeout": 2}
     T.create_topics(broker.bootstrap, topics)
