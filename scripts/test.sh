@@ -84,7 +84,9 @@ export RINGBROKER_BIN="$ROOT/target/release/ringbroker"
 # test always asks for two. Cluster tests run once: their nodes mix two
 # shards (odd node ids) and one (even), see tests/e2e/cluster.py. The
 # second pass runs each durability scenario in one write mode (the modes
-# are covered in the first).
+# are covered in the first) and leaves out the two slowest transaction
+# scenarios (JVMs killed -9, broker killed mid-transaction), which the
+# first pass runs across shards.
 CLUSTER_SUITES=(test_cluster.py test_replication.py test_netns.py test_rolling_restart.py test_txn_cluster.py)
 phase "end-to-end tests, --shards 2 and clusters (real brokers, real clients)"
 # shellcheck disable=SC2086
@@ -94,6 +96,7 @@ ignores=()
 for suite in "${CLUSTER_SUITES[@]}"; do ignores+=(--ignore="tests/e2e/$suite"); done
 # shellcheck disable=SC2086
 RINGBROKER_TEST_SHARDS=1 "$PYTHON" -m pytest -q -p no:cacheprovider --durations=12 "${ignores[@]}" \
-    -k "not direct-partition and not buffered-filesystem" tests/e2e ${PYTEST_ARGS:-}
+    -k "not direct-partition and not buffered-filesystem and not consume_transform_produce and not kill9_with_an_open" \
+    tests/e2e ${PYTEST_ARGS:-}
 
 phase "all tests passed"
