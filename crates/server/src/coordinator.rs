@@ -158,29 +158,11 @@ impl GroupCoordinator {
             partition: partition.0,
             records: records::batch_of(&records, now, producer),
         };
-        let appended = shard.append_local(-1, &part, now);
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            // Never step inside the step that asked for the append.
-            futures_lite::future::yield_now().await;
-            let result = match appended {
-                Ok(appended) => appended.wait(-1, Instant::now() + PERSIST_TIMEOUT).await,
-                Err(failed) => Err(failed),
-            };
-            let result = result.map_err(|failed| {
-                log::warn!(
-                    "{OFFSETS_TOPIC}-{}: append failed: {} ({})",
-                    partition.0,
-                    failed.error_code,
-                    failed.error_message.as_deref().unwrap_or("")
-                );
-                ErrorCode::from_code(failed.error_code).unwrap_or(ErrorCode::UnknownServerError)
-            });
+        append_internal(shard, part, now, move |shard, result| {
             shard
                 .groups
-                .step(&shard, Event::AppendCompleted { id, result });
-        })
-        .detach();
+                .step(shard, Event::AppendCompleted { id, result })
+        });
     }
 
     /// The transaction of `producer_id` ended and its marker (COMMIT when
@@ -342,6 +324,39 @@ impl Timer {
             }
         }
     }
+}
+
+/// Appends a coordinator's records to a local internal-topic partition
+/// now (so the log keeps the order the state machine chose) with acks=all,
+/// and calls `report` from a task (never inside the caller's step) once
+/// they are durable on the in-sync replicas, or with the error.
+pub fn append_internal(
+    shard: &Rc<Shard>,
+    part: ProducePart,
+    now: i64,
+    report: impl FnOnce(&Rc<Shard>, Result<(), ErrorCode>) + 'static,
+) {
+    let appended = shard.append_local(-1, &part, now);
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        futures_lite::future::yield_now().await;
+        let result = match appended {
+            Ok(appended) => appended.wait(-1, Instant::now() + PERSIST_TIMEOUT).await,
+            Err(failed) => Err(failed),
+        };
+        let result = result.map_err(|failed| {
+            log::warn!(
+                "{}-{}: append failed: {} ({})",
+                part.topic,
+                part.partition,
+                failed.error_code,
+                failed.error_message.as_deref().unwrap_or("")
+            );
+            ErrorCode::from_code(failed.error_code).unwrap_or(ErrorCode::UnknownServerError)
+        });
+        report(&shard, result);
+    })
+    .detach();
 }
 
 /// Reads a partition from its start to its log end in chunks (an internal

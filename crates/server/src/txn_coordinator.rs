@@ -45,14 +45,12 @@ use ringbroker_txn::{
 };
 
 use crate::config::BrokerConfig;
-use crate::coordinator::{replay_log, Timer};
+use crate::coordinator::{append_internal, replay_log, Timer};
 use crate::messages::{MarkerWrite, ProducePart, ShardRequest, ShardResponse};
 use crate::shard::{now_ms, Shard};
 
 /// Name of the internal transaction state topic.
 pub const TXN_TOPIC: &str = "__transaction_state";
-/// How long an acks=all append to `__transaction_state` may take.
-const PERSIST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long this broker's own markers may take to be acknowledged.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The WriteTxnMarkers version sent to other brokers.
@@ -220,29 +218,11 @@ impl TxnCoordinator {
             partition: partition.0,
             records: ringbroker_txn::records::batch(&records, now),
         };
-        let appended = shard.append_local(-1, &part, now);
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            // Never step inside the step that asked for the append.
-            futures_lite::future::yield_now().await;
-            let result = match appended {
-                Ok(appended) => appended.wait(-1, Instant::now() + PERSIST_TIMEOUT).await,
-                Err(failed) => Err(failed),
-            };
-            let result = result.map_err(|failed| {
-                log::warn!(
-                    "{TXN_TOPIC}-{}: append failed: {} ({})",
-                    partition.0,
-                    failed.error_code,
-                    failed.error_message.as_deref().unwrap_or("")
-                );
-                ErrorCode::from_code(failed.error_code).unwrap_or(ErrorCode::UnknownServerError)
-            });
+        append_internal(shard, part, now, move |shard, result| {
             shard
                 .txns
-                .step(&shard, Event::AppendCompleted { id, result });
-        })
-        .detach();
+                .step(shard, Event::AppendCompleted { id, result })
+        });
     }
 
     /// Serves exactly the local `__transaction_state` partitions this node
